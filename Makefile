@@ -1,0 +1,43 @@
+# dispatch_pay — the two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install lint typecheck pytest migrate seed clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: install, migrate, seed the demo, start localstripe if no keys are set, serve
+run: install
+	$(BIN)/python -m dispatch_pay.devserver --host $(HOST) --port $(PORT)
+
+migrate: install
+	$(BIN)/flask --app app db upgrade
+
+seed: migrate
+	$(BIN)/flask --app app seed-demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test: lint, type-check and the whole test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from dispatch_pay import create_app
+
+app = create_app()

@@ -1,0 +1,99 @@
+"""dispatch_pay: a per-article paywall backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+
+from dispatch_pay.config import load_config
+from dispatch_pay.extensions import csrf, limiter, login_manager
+from dispatch_pay.money import format_money
+from models import User, db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(load_config(Path(app.instance_path), config))
+    app.config.setdefault("DEFAULT_ARTICLE_PRICE", {"amount": 39, "currency": "usd"})
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_transaction_boundary(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    if app.config.get("DATABASE_CONFIGURE", True):
+        db.configure(app.config["DATABASE_URL"])
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = "Log in to continue."
+
+    @login_manager.user_loader
+    def _load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
+            return None
+        return db.session.get(User, int(user_id))
+
+
+def register_blueprints(app: Flask) -> None:
+    from dispatch_pay import ops
+    from dispatch_pay.accounts import api as accounts_api
+    from dispatch_pay.accounts import web as accounts_web
+    from dispatch_pay.catalog import api as catalog_api
+    from dispatch_pay.catalog import web as catalog_web
+    from dispatch_pay.publisher import api as publisher_api
+
+    for module in (ops, accounts_web, catalog_web, accounts_api, catalog_api, publisher_api):
+        app.register_blueprint(module.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from dispatch_pay.errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_transaction_boundary(app: Flask) -> None:
+    """One transaction per request: commit what a successful request did, else roll back."""
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        if response.status_code < 400:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return response
+
+    @app.teardown_appcontext
+    def _remove_session(_exc: BaseException | None) -> None:
+        db.session.remove()
+
+
+def register_template_helpers(app: Flask) -> None:
+    @app.template_filter("money")
+    def _money(value: dict[str, Any]) -> str:
+        return format_money(int(value["amount"]), str(value["currency"]))
+
+    @app.context_processor
+    def _site() -> dict[str, Any]:
+        return {"site_name": app.config["SITE_NAME"], "request_path": request.path}
+
+
+def register_commands(app: Flask) -> None:
+    from dispatch_pay.cli import register
+
+    register(app)

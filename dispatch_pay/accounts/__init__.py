@@ -1,0 +1,1 @@
+"""Readers and publishers: sign-up, login sessions, API tokens and roles."""

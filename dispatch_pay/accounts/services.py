@@ -1,0 +1,137 @@
+"""Accounts: registration, authentication and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from dispatch_pay.errors import DomainError
+from models import ROLE_PUBLISHER, ROLE_READER, ApiToken, User, db, utcnow
+
+TOKEN_PREFIX = "dp_"  # noqa: S105 - a public prefix, not a secret
+# last_used_at is refreshed at most this often, so reads stay reads.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=5)
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def _dummy_hash() -> str:
+    """A hash to check against when the email is unknown, so timing reveals nothing."""
+    cached: str | None = current_app.extensions.get("dispatch_pay.dummy_hash")
+    if cached is None:
+        cached = hash_password(secrets.token_hex(16))
+        current_app.extensions["dispatch_pay.dummy_hash"] = cached
+    return cached
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def register_user(email: str, password: str, role: str = ROLE_READER) -> User:
+    """Create an account; 409 `email_taken` if the email (in any case) exists."""
+    email = email.strip().lower()
+    if find_user_by_email(email) is not None:
+        raise email_taken()
+    user = User(email=email, password_hash=hash_password(password), role=role)
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+    except IntegrityError as exc:  # a concurrent sign-up won the race
+        raise email_taken() from exc
+    return user
+
+
+def email_taken() -> DomainError:
+    return DomainError(
+        "email_taken",
+        "An account with this email already exists.",
+        status=409,
+        fields={"email": ["An account with this email already exists."]},
+    )
+
+
+def authenticate(email: str, password: str) -> User | None:
+    user = find_user_by_email(email)
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return None
+    if not check_password_hash(user.password_hash, password):
+        return None
+    return user
+
+
+def ensure_publisher(email: str, password: str | None) -> User:
+    """Create a publisher, or promote an existing account (and reset its password if given)."""
+    user = find_user_by_email(email)
+    if user is None:
+        return register_user(email, password or secrets.token_urlsafe(18), role=ROLE_PUBLISHER)
+    user.role = ROLE_PUBLISHER
+    if password:
+        user.password_hash = hash_password(password)
+    db.session.flush()
+    return user
+
+
+def _token_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str
+
+
+def issue_token(user: User, name: str = "API token") -> IssuedToken:
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user,
+        name=name,
+        token_hash=_token_digest(secret),
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+    )
+    db.session.add(token)
+    db.session.flush()
+    return IssuedToken(token=token, secret=secret)
+
+
+def user_for_token(secret: str) -> User | None:
+    token = db.session.scalar(
+        select(ApiToken).where(
+            ApiToken.token_hash == _token_digest(secret), ApiToken.revoked_at.is_(None)
+        )
+    )
+    if token is None:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
+        token.last_used_at = now
+    return token.user
+
+
+def list_tokens(user: User) -> list[ApiToken]:
+    return list(
+        db.session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+        )
+    )
+
+
+def revoke_token(user: User, token_id: int) -> ApiToken:
+    token = db.session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise DomainError("not_found", "No such token.", status=404)
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    db.session.flush()
+    return token

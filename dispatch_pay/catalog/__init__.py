@@ -1,0 +1,1 @@
+"""Articles as readers see them: listings, teasers, the read gate, feeds."""

@@ -1,0 +1,68 @@
+"""Articles and the library as JSON."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, url_for
+
+from dispatch_pay.api.auth import api_blueprint, api_user, require_user
+from dispatch_pay.catalog import services
+from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.schemas import (
+    ArticleListSchema,
+    FullArticleSchema,
+    LibraryItemSchema,
+    LockedArticleSchema,
+    PageQuerySchema,
+)
+from dispatch_pay.errors import DomainError, not_found
+from dispatch_pay.inputs import load_query
+
+bp = api_blueprint("catalog_api", __name__)
+
+
+@bp.get("/articles")
+def list_articles() -> Response:
+    query = load_query(PageQuerySchema())
+    articles, more = services.list_published(query["page"], query["per_page"])
+    return jsonify(
+        ArticleListSchema().dump(
+            {
+                "articles": articles,
+                "page": query["page"],
+                "per_page": query["per_page"],
+                "next_page": query["page"] + 1 if more else None,
+            }
+        )
+    )
+
+
+@bp.get("/articles/<slug>")
+def get_article(slug: str) -> Response:
+    article = services.find_article(slug)
+    access = read_access(api_user(), article)
+    if access is Access.HIDDEN:
+        raise not_found("article")
+    if access is Access.FULL:
+        return jsonify(FullArticleSchema().dump(article))
+    raise DomainError(
+        "payment_required",
+        "Buy this dispatch to read it in full.",
+        status=402,
+        extra={
+            "offer": {
+                "price": {"amount": article.price_amount, "currency": article.price_currency},
+                "purchase_url": url_for(
+                    "catalog_api.get_article", slug=article.slug, _external=True
+                )
+                + "/purchase",
+            },
+            "article": LockedArticleSchema().dump(article),
+        },
+    )
+
+
+@bp.get("/library")
+def library() -> Response:
+    user = require_user()
+    items = services.library(user)
+    return jsonify({"articles": LibraryItemSchema(many=True).dump(items)})

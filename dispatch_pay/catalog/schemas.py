@@ -1,0 +1,105 @@
+"""The locked (teaser) and unlocked (full) views of an article are different schemas.
+
+Only FullArticleSchema has a body field; nothing built from TeaserSchema can leak it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from marshmallow import Schema, fields, validate
+
+from dispatch_pay.money import MoneySchema
+from dispatch_pay.verification.schemas import (
+    ReportSchema,
+    VerificationSummarySchema,
+    full_report,
+    summary,
+)
+from models import Article, ArticleRevision
+
+
+def shown_revision(article: Article) -> ArticleRevision | None:
+    """The text readers get: the live one, or for a never-published draft the newest."""
+    return article.live_revision or article.latest_revision
+
+
+class TeaserSchema(Schema):
+    slug = fields.String()
+    title = fields.String()
+    teaser = fields.String()
+    price = fields.Method("get_price")
+    published_at = fields.DateTime(allow_none=True)
+    url = fields.Method("get_url")
+    verification = fields.Method("get_verification")
+
+    def get_price(self, article: Article) -> dict[str, Any]:
+        return {"amount": article.price_amount, "currency": article.price_currency}
+
+    def get_url(self, article: Article) -> str:
+        return url_for("catalog.article_page", slug=article.slug, _external=True)
+
+    def get_verification(self, article: Article) -> dict[str, Any]:
+        revision = article.live_revision
+        return summary(revision.report if revision is not None else None)
+
+
+class FullArticleSchema(TeaserSchema):
+    body_html = fields.Method("get_body_html")
+
+    def get_body_html(self, article: Article) -> str:
+        revision = shown_revision(article)
+        return revision.body_html if revision is not None else ""
+
+    def get_verification(self, article: Article) -> dict[str, Any]:
+        revision = shown_revision(article)
+        report = revision.report if revision is not None else None
+        return full_report(report) or summary(None)
+
+
+class ArticleListSchema(Schema):
+    articles = fields.List(fields.Nested(TeaserSchema))
+    page = fields.Integer()
+    per_page = fields.Integer()
+    next_page = fields.Integer(allow_none=True)
+
+
+class PageQuerySchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class OfferSchema(Schema):
+    price = fields.Nested(MoneySchema)
+    purchase_url = fields.String()
+
+
+class LockedArticleSchema(Schema):
+    slug = fields.String()
+    title = fields.String()
+    teaser = fields.String()
+    price = fields.Method("get_price")
+
+    def get_price(self, article: Article) -> dict[str, Any]:
+        return {"amount": article.price_amount, "currency": article.price_currency}
+
+
+class LibraryItemSchema(Schema):
+    article = fields.Nested(TeaserSchema)
+    acquired_at = fields.DateTime()
+    source = fields.String()
+
+
+# Re-exported for the OpenAPI document.
+__all__ = [
+    "ArticleListSchema",
+    "FullArticleSchema",
+    "LibraryItemSchema",
+    "LockedArticleSchema",
+    "OfferSchema",
+    "PageQuerySchema",
+    "ReportSchema",
+    "TeaserSchema",
+    "VerificationSummarySchema",
+]

@@ -1,0 +1,91 @@
+"""Finding articles for readers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from dispatch_pay.errors import not_found
+from models import STATUS_PUBLISHED, Article, ArticleRevision, Entitlement, User, db
+
+
+def _with_live_report() -> list[Any]:
+    return [
+        selectinload(Article.live_revision)
+        .load_only(ArticleRevision.id, ArticleRevision.article_id)
+        .selectinload(ArticleRevision.report)
+    ]
+
+
+def list_published(page: int = 1, per_page: int = 20) -> tuple[list[Article], bool]:
+    """A page of published articles, newest first, and whether another page follows."""
+    rows = list(
+        db.session.scalars(
+            select(Article)
+            .where(Article.status == STATUS_PUBLISHED)
+            .order_by(Article.published_at.desc(), Article.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page + 1)
+            .options(*_with_live_report())
+        )
+    )
+    return rows[:per_page], len(rows) > per_page
+
+
+def all_published() -> list[Article]:
+    return list(
+        db.session.scalars(
+            select(Article)
+            .where(Article.status == STATUS_PUBLISHED)
+            .order_by(Article.published_at.desc(), Article.id.desc())
+        )
+    )
+
+
+def find_article(slug: str) -> Article:
+    article = db.session.scalar(select(Article).where(Article.slug == slug))
+    if article is None:
+        raise not_found("article")
+    return article
+
+
+@dataclass(frozen=True)
+class LibraryItem:
+    article: Article
+    acquired_at: datetime
+    source: str
+
+
+def library(user: User) -> list[LibraryItem]:
+    rows = db.session.execute(
+        select(Article, Entitlement)
+        .join(Entitlement, Entitlement.article_id == Article.id)
+        .where(Entitlement.user_id == user.id, Article.live_revision_id.is_not(None))
+        .order_by(Entitlement.created_at.desc(), Entitlement.id.desc())
+        .options(*_with_live_report())
+    ).all()
+    return [
+        LibraryItem(article=article, acquired_at=ent.created_at, source=ent.source)
+        for article, ent in rows
+    ]
+
+
+def grant_entitlement(
+    user: User, article: Article, source: str = "grant", note: str | None = None
+) -> Entitlement:
+    """Let a reader read an article in full (idempotent)."""
+    existing = db.session.scalar(
+        select(Entitlement).where(
+            Entitlement.user_id == user.id, Entitlement.article_id == article.id
+        )
+    )
+    if existing is not None:
+        return existing
+    entitlement = Entitlement(user_id=user.id, article_id=article.id, source=source, note=note)
+    db.session.add(entitlement)
+    db.session.flush()
+    return entitlement

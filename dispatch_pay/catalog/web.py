@@ -1,0 +1,129 @@
+"""Reader-facing pages: the front page, article pages, library, feed and sitemap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from dispatch_pay.catalog import services
+from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
+from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
+from dispatch_pay.inputs import load_query
+from models import Article, User
+
+bp = Blueprint("catalog", __name__)
+
+PAYWALL_SELECTOR = ".paywalled-content"
+
+
+def _viewer() -> User | None:
+    return current_user._get_current_object() if current_user.is_authenticated else None
+
+
+@bp.get("/")
+def front_page() -> str:
+    query = load_query(PageQuerySchema())
+    articles, more = services.list_published(query["page"], 12)
+    owned = entitled_article_ids(_viewer(), [a.id for a in articles])
+    return render_template(
+        "index.html",
+        articles=TeaserSchema(many=True).dump(articles),
+        owned={a.slug for a in articles if a.id in owned},
+        page=query["page"],
+        next_page=query["page"] + 1 if more else None,
+    )
+
+
+def structured_data(teaser: dict[str, Any], free: bool) -> dict[str, Any]:
+    """schema.org NewsArticle built from the teaser only; never carries the body."""
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": teaser["title"],
+        "description": teaser["teaser"],
+        "url": teaser["url"],
+        "datePublished": teaser["published_at"],
+        "isAccessibleForFree": free,
+        "publisher": {"@type": "Organization", "name": "Dispatch"},
+    }
+    if not free:
+        data["hasPart"] = {
+            "@type": "WebPageElement",
+            "isAccessibleForFree": False,
+            "cssSelector": PAYWALL_SELECTOR,
+        }
+    return data
+
+
+@bp.get("/articles/<slug>")
+def article_page(slug: str) -> str:
+    article: Article = services.find_article(slug)
+    viewer = _viewer()
+    access = read_access(viewer, article)
+    if access is Access.HIDDEN:
+        abort(404)
+    teaser = TeaserSchema().dump(article)
+    full = FullArticleSchema().dump(article) if access is Access.FULL else None
+    return render_template(
+        "article.html",
+        article=teaser,
+        full=full,
+        free=article.is_free,
+        published=article.is_published,
+        structured_data=structured_data(teaser, article.is_free),
+        paywall_class=PAYWALL_SELECTOR.lstrip("."),
+    )
+
+
+@bp.get("/library")
+@login_required
+def library_page() -> str:
+    items = services.library(current_user._get_current_object())
+    return render_template(
+        "library.html",
+        items=[
+            {"article": TeaserSchema().dump(i.article), "acquired_at": i.acquired_at} for i in items
+        ],
+    )
+
+
+@bp.get("/verification")
+def verification_page() -> str:
+    return render_template("verification.html")
+
+
+@bp.get("/feed.xml")
+def feed() -> Response:
+    articles, _ = services.list_published(1, 50)
+    body = render_template(
+        "feed.xml",
+        items=[
+            (
+                TeaserSchema().dump(a),
+                a.published_at.strftime("%a, %d %b %Y %H:%M:%S +0000") if a.published_at else None,
+            )
+            for a in articles
+        ],
+        home=url_for("catalog.front_page", _external=True),
+        self_url=request.url,
+    )
+    return Response(body, mimetype="application/rss+xml")
+
+
+@bp.get("/sitemap.xml")
+def sitemap() -> Response:
+    articles = services.all_published()
+    body = render_template(
+        "sitemap.xml",
+        pages=[
+            url_for("catalog.front_page", _external=True),
+            url_for("catalog.verification_page", _external=True),
+        ],
+        articles=[
+            (url_for("catalog.article_page", slug=a.slug, _external=True), a.updated_at)
+            for a in articles
+        ],
+    )
+    return Response(body, mimetype="application/xml")

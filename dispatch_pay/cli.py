@@ -1,0 +1,89 @@
+"""Command-line entry points: `flask --app app <command>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app
+
+from dispatch_pay.accounts.services import ensure_publisher, issue_token
+from models import db
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option(
+        "sqlalchemy.url", (url or current_app.config["DATABASE_URL"]).replace("%", "%%")
+    )
+    return config
+
+
+@click.group("db", help="Database schema migrations (Alembic).")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the schema."""
+    _ensure_sqlite_directory()
+    command.upgrade(alembic_config(), revision)
+
+
+@db_group.command("downgrade")
+@click.argument("revision", default="-1")
+def db_downgrade(revision: str) -> None:
+    command.downgrade(alembic_config(), revision)
+
+
+@db_group.command("current")
+def db_current() -> None:
+    command.current(alembic_config())
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True)
+@click.option("--autogenerate", is_flag=True)
+def db_revision(message: str, autogenerate: bool) -> None:
+    command.revision(alembic_config(), message=message, autogenerate=autogenerate)
+
+
+def _ensure_sqlite_directory() -> None:
+    url = current_app.config["DATABASE_URL"]
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+@click.command("create-publisher")
+@click.argument("email")
+@click.option("--password", default=None, help="Set the account's password.")
+@click.option("--token-name", default="Pipeline", show_default=True)
+def create_publisher(email: str, password: str | None, token_name: str) -> None:
+    """Create (or promote) a publisher; print a new API token as the last line."""
+    user = ensure_publisher(email, password)
+    issued = issue_token(user, token_name)
+    db.session.commit()
+    click.echo(f"Publisher {user.email} (id {user.id}) is ready. API token:")
+    click.echo(issued.secret)
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Load the demo publication; running it again changes nothing."""
+    from dispatch_pay.demo import seed
+
+    for line in seed():
+        click.echo(line)
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(db_group)
+    app.cli.add_command(create_publisher)
+    app.cli.add_command(seed_demo)

@@ -1,0 +1,69 @@
+"""Configuration from the environment, with development defaults that need no setup."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _is_production() -> bool:
+    env = os.environ.get("FLASK_ENV") or os.environ.get("DISPATCH_ENV") or ""
+    return env.strip().lower() == "production"
+
+
+def _development_secret(instance_path: Path) -> str:
+    """A secret generated once into instance/, so sessions survive restarts."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    overrides = dict(overrides or {})
+    production = overrides.pop("PRODUCTION", _is_production())
+    config: dict[str, Any] = {
+        "PRODUCTION": production,
+        "DATABASE_URL": os.environ.get("DATABASE_URL")
+        or f"sqlite:///{instance_path / 'dispatch_pay.sqlite'}",
+        "SECRET_KEY": os.environ.get("SECRET_KEY"),
+        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
+        "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY") or None,
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "PASSWORD_HASH_METHOD": "scrypt",
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production or _env_flag("SESSION_COOKIE_SECURE"),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
+        "RATELIMIT_ENABLED": True,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "API_PAGE_SIZE": 20,
+        "SITE_NAME": "Dispatch",
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+    }
+    config.update(overrides)
+    if not config["SECRET_KEY"]:
+        if production:
+            raise ConfigurationError("SECRET_KEY must be set in production")
+        config["SECRET_KEY"] = _development_secret(instance_path)
+    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    return config

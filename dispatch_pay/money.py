@@ -1,0 +1,60 @@
+"""Money as integer minor units plus a lowercase ISO 4217 currency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+# Stripe's minimum card charge per currency, in minor units.
+CURRENCIES: dict[str, dict[str, Any]] = {
+    "usd": {"symbol": "$", "stripe_minimum": 50},
+    "eur": {"symbol": "€", "stripe_minimum": 50},
+    "gbp": {"symbol": "£", "stripe_minimum": 30},
+}
+DEFAULT_CURRENCY = "usd"
+# A single dispatch costs at most this much (in minor units): $100.
+MAX_ARTICLE_PRICE = 100_00
+
+
+@dataclass(frozen=True)
+class Money:
+    amount: int
+    currency: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"amount": self.amount, "currency": self.currency}
+
+    def format(self) -> str:
+        return format_money(self.amount, self.currency)
+
+
+def format_money(amount: int, currency: str) -> str:
+    """ "$0.39" for 39 usd; a minus sign before the symbol for negative amounts."""
+    symbol = CURRENCIES.get(currency, {}).get("symbol") or f"{currency.upper()} "
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 100)
+    return f"{sign}{symbol}{major:,}.{minor:02d}"
+
+
+class MoneySchema(Schema):
+    amount = fields.Integer(required=True, strict=True)
+    currency = fields.String(
+        required=True,
+        validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
+    )
+
+
+class PriceSchema(MoneySchema):
+    """An article price: 0 (free) up to MAX_ARTICLE_PRICE."""
+
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(
+            min=0,
+            max=MAX_ARTICLE_PRICE,
+            error="Must be between {min} and {max} minor units.",
+        ),
+    )

@@ -1,0 +1,26 @@
+"""Operational endpoints for load balancers and monitoring."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import db
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    try:
+        db.session.execute(text("SELECT 1"))
+        database = "ok"
+    except SQLAlchemyError:
+        db.session.rollback()
+        database = "unavailable"
+    stripe = "configured" if current_app.config.get("STRIPE_SECRET_KEY") else "not_configured"
+    status = 200 if database == "ok" else 503
+    return jsonify(
+        {"status": "ok" if status == 200 else "unavailable", "database": database, "stripe": stripe}
+    ), status

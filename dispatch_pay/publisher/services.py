@@ -1,0 +1,159 @@
+"""Creating, editing, publishing and unpublishing articles."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from dispatch_pay.catalog.markdown import normalise_text, render_markdown, text_sha256
+from dispatch_pay.errors import DomainError
+from dispatch_pay.verification.services import publishable_revision
+from models import STATUS_DRAFT, STATUS_PUBLISHED, Article, ArticleRevision, User, db, utcnow
+
+
+def slugify(title: str) -> str:
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+    return slug[:100].strip("-") or "dispatch"
+
+
+def _slug_exists(slug: str) -> bool:
+    return db.session.scalar(select(Article.id).where(Article.slug == slug)) is not None
+
+
+def _free_slug(base: str) -> str:
+    slug, n = base, 2
+    while _slug_exists(slug):
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _slug_taken(slug: str) -> DomainError:
+    return DomainError(
+        "slug_taken",
+        f"The slug '{slug}' is already used.",
+        status=409,
+        fields={"slug": ["Already used by another article."]},
+    )
+
+
+def _add_revision(article: Article, body: str, author: User | None) -> ArticleRevision:
+    number = (
+        db.session.scalar(
+            select(func.max(ArticleRevision.number)).where(ArticleRevision.article_id == article.id)
+        )
+        or 0
+    ) + 1
+    text = normalise_text(body)
+    revision = ArticleRevision(
+        article_id=article.id,
+        number=number,
+        body_markdown=text,
+        body_html=render_markdown(text),
+        body_sha256=text_sha256(text),
+        author_id=author.id if author else None,
+    )
+    db.session.add(revision)
+    db.session.flush()
+    article.latest_revision = revision
+    return revision
+
+
+def create_article(author: User | None, data: dict[str, Any]) -> Article:
+    price = data.get("price") or current_app.config["DEFAULT_ARTICLE_PRICE"]
+    if "slug" in data:
+        if _slug_exists(data["slug"]):
+            raise _slug_taken(data["slug"])
+        slug = data["slug"]
+    else:
+        slug = _free_slug(slugify(data["title"]))
+    article = Article(
+        slug=slug,
+        title=data["title"].strip(),
+        teaser=data["teaser"].strip(),
+        price_amount=price["amount"],
+        price_currency=price["currency"],
+        status=STATUS_DRAFT,
+        author_id=author.id if author else None,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(article)
+    except IntegrityError as exc:
+        raise _slug_taken(slug) from exc
+    _add_revision(article, data["body"], author)
+    db.session.flush()
+    return article
+
+
+def update_article(article: Article, data: dict[str, Any], editor: User | None) -> Article:
+    """Apply a partial edit. A new body becomes a new revision; the live text stays live."""
+    if "slug" in data and data["slug"] != article.slug:
+        if article.live_revision_id is not None:
+            raise DomainError(
+                "slug_locked",
+                "A published article keeps its slug; links to it must not break.",
+                status=409,
+                fields={"slug": ["Cannot change once published."]},
+            )
+        if _slug_exists(data["slug"]):
+            raise _slug_taken(data["slug"])
+        article.slug = data["slug"]
+    if "title" in data:
+        article.title = data["title"].strip()
+    if "teaser" in data:
+        article.teaser = data["teaser"].strip()
+    if "price" in data:
+        set_price(article, data["price"]["amount"], data["price"]["currency"])
+    if "body" in data:
+        latest = article.latest_revision
+        if latest is None or latest.body_sha256 != text_sha256(data["body"]):
+            _add_revision(article, data["body"], editor)
+    article.updated_at = utcnow()
+    db.session.flush()
+    return article
+
+
+def set_price(article: Article, amount: int, currency: str) -> None:
+    """Change the price for future purchases; past purchases keep what they paid."""
+    article.price_amount = amount
+    article.price_currency = currency
+
+
+def publish(article: Article) -> Article:
+    revision = publishable_revision(article)
+    article.live_revision = revision
+    article.status = STATUS_PUBLISHED
+    if article.published_at is None:
+        article.published_at = utcnow()
+    article.updated_at = utcnow()
+    db.session.flush()
+    return article
+
+
+def unpublish(article: Article) -> Article:
+    article.status = STATUS_DRAFT
+    article.updated_at = utcnow()
+    db.session.flush()
+    return article
+
+
+def list_articles() -> list[Article]:
+    return list(
+        db.session.scalars(select(Article).order_by(Article.created_at.desc(), Article.id.desc()))
+    )
+
+
+def revisions(article: Article) -> list[ArticleRevision]:
+    return list(
+        db.session.scalars(
+            select(ArticleRevision)
+            .where(ArticleRevision.article_id == article.id)
+            .order_by(ArticleRevision.number.desc())
+        )
+    )

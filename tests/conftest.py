@@ -1,0 +1,130 @@
+"""Test harness.
+
+Every database test runs on SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL.
+The schema is built once per backend by `alembic upgrade head`; each test runs inside
+a transaction that is rolled back at its end (the app's commits become savepoints).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+from dispatch_pay import create_app
+from dispatch_pay.cli import alembic_config
+from dispatch_pay.extensions import limiter
+from models import db
+from models.base import build_engine
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+
+# Cheap scrypt parameters: the tests hash hundreds of passwords.
+FAST_HASH = "scrypt:1024:8:1"
+
+
+def reset_postgres_schema(url: str) -> None:
+    engine = build_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def migrated_database(kind: str, tmp_dir: Path) -> str:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_dir / 'test.sqlite'}"
+    else:
+        assert TEST_DATABASE_URL
+        url = TEST_DATABASE_URL
+        reset_postgres_schema(url)
+    command.upgrade(alembic_config(url), "head")
+    return url
+
+
+def test_config(url: str, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "DATABASE_URL": url,
+        "DATABASE_CONFIGURE": False,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "SERVER_NAME": "dispatch.test",
+        "PREFERRED_URL_SCHEME": "http",
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Engine]]:
+    kind: str = request.param
+    url = migrated_database(kind, tmp_path_factory.mktemp(kind))
+    engine = build_engine(url)
+    yield kind, engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(backend: tuple[str, Engine]) -> Flask:
+    _kind, engine = backend
+    return create_app(test_config(str(engine.url.render_as_string(hide_password=False))))
+
+
+@pytest.fixture()
+def db_connection(app: Flask, backend: tuple[str, Engine]) -> Iterator[Any]:
+    """Bind the app's session to one connection in a transaction rolled back afterwards."""
+    _kind, engine = backend
+    connection = engine.connect()
+    transaction = connection.begin()
+    previous_engine, previous_session = db.engine, db.session
+    db.engine = engine
+    db.session = scoped_session(
+        sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+    )
+    limiter.reset()
+    try:
+        with app.app_context():
+            yield connection
+    finally:
+        db.session.remove()
+        if transaction.is_active:
+            transaction.rollback()
+        connection.close()
+        db.engine, db.session = previous_engine, previous_session
+
+
+@pytest.fixture()
+def client(app: Flask, db_connection: Any) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def backend_kind(backend: tuple[str, Engine]) -> str:
+    return backend[0]
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token_from(client: FlaskClient, path: str = "/") -> str:
+    """The CSRF token a browser would find on a page of this site."""
+    html = client.get(path).get_data(as_text=True)
+    match = CSRF_META.search(html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
