@@ -39,6 +39,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    register_payment_gateway(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = "Log in to continue."
 
@@ -49,6 +50,23 @@ def register_extensions(app: Flask) -> None:
         return db.session.get(User, int(user_id))
 
 
+def register_payment_gateway(app: Flask) -> None:
+    """Stripe when keys are configured; otherwise buying is disabled (reading still works)."""
+    if "PAYMENT_GATEWAY" in app.config:
+        app.extensions["payment_gateway"] = app.config["PAYMENT_GATEWAY"]
+        return
+    key = app.config.get("STRIPE_SECRET_KEY")
+    if not key:
+        app.extensions["payment_gateway"] = None
+        return
+    from dispatch_pay.payments.stripe_gateway import StripeGateway, build_client
+
+    base = app.config.get("STRIPE_API_BASE")
+    app.extensions["payment_gateway"] = StripeGateway(
+        build_client(key, base), app.config.get("STRIPE_PUBLISHABLE_KEY"), base
+    )
+
+
 def register_blueprints(app: Flask) -> None:
     from dispatch_pay import ops
     from dispatch_pay.accounts import api as accounts_api
@@ -56,8 +74,21 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
     from dispatch_pay.publisher import api as publisher_api
+    from dispatch_pay.wallet import api as wallet_api
+    from dispatch_pay.wallet import web as wallet_web
+    from dispatch_pay.webhooks import web as webhooks_web
 
-    for module in (ops, accounts_web, catalog_web, accounts_api, catalog_api, publisher_api):
+    for module in (
+        ops,
+        accounts_web,
+        catalog_web,
+        wallet_web,
+        webhooks_web,
+        accounts_api,
+        catalog_api,
+        publisher_api,
+        wallet_api,
+    ):
         app.register_blueprint(module.bp)
 
 

@@ -83,7 +83,41 @@ def seed_demo() -> None:
         click.echo(line)
 
 
+@click.command("reconcile")
+@click.option("--days", default=3, show_default=True, help="How far back to look.")
+def reconcile_command(days: int) -> None:
+    """Credit succeeded top-ups whose webhook never arrived (safe to run any time)."""
+    from datetime import timedelta
+
+    from dispatch_pay.payments.gateway import PaymentProviderUnavailable
+    from dispatch_pay.payments.services import gateway, reconcile
+
+    try:
+        lines = reconcile(gateway(), timedelta(days=days))
+    except PaymentProviderUnavailable as exc:
+        raise click.ClickException(f"Stripe is unavailable: {exc}") from exc
+    for line in lines:
+        click.echo(line)
+    click.echo(f"reconcile: {len(lines)} top-up(s) credited.")
+
+
+@click.command("audit")
+def audit_command() -> None:
+    """Check every ledger invariant; exit 1 with a report on any mismatch."""
+    from dispatch_pay.wallet.audit import audit
+
+    problems = audit()
+    for line in problems:
+        click.echo(line)
+    if problems:
+        click.echo(f"audit: {len(problems)} problem(s) found.")
+        raise SystemExit(1)
+    click.echo("audit: every ledger invariant holds.")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(reconcile_command)
+    app.cli.add_command(audit_command)
     app.cli.add_command(db_group)
     app.cli.add_command(create_publisher)
     app.cli.add_command(seed_demo)

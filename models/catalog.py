@@ -122,5 +122,8 @@ class Entitlement(Base):
         ForeignKey("articles.id", ondelete="CASCADE"), index=True
     )
     source: Mapped[str] = mapped_column(String(16))
+    purchase_id: Mapped[int | None] = mapped_column(
+        ForeignKey("purchases.id", ondelete="CASCADE"), default=None
+    )
     note: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

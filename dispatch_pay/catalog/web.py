@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.inputs import load_query
+from dispatch_pay.wallet.services import paywall_offer
 from models import Article, User
 
 bp = Blueprint("catalog", __name__)
@@ -66,6 +67,7 @@ def article_page(slug: str) -> str:
         abort(404)
     teaser = TeaserSchema().dump(article)
     full = FullArticleSchema().dump(article) if access is Access.FULL else None
+    offer = None if full else paywall_offer(viewer, article)
     return render_template(
         "article.html",
         article=teaser,
@@ -74,6 +76,8 @@ def article_page(slug: str) -> str:
         published=article.is_published,
         structured_data=structured_data(teaser, article.is_free),
         paywall_class=PAYWALL_SELECTOR.lstrip("."),
+        offer=offer,
+        payments_enabled=current_app.extensions.get("payment_gateway") is not None,
     )
 
 

@@ -1,0 +1,1 @@
+"""Stripe: the payment gateway, wallet top-ups, crediting and reconciliation."""

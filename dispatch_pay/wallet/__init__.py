@@ -1,0 +1,1 @@
+"""The prepaid wallet: ledger, purchases, refunds, disputes and the audit."""

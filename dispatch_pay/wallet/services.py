@@ -1,0 +1,212 @@
+"""Buying articles from the wallet, refunding purchases, and the effects of disputes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.errors import DomainError
+from dispatch_pay.money import CURRENCIES
+from dispatch_pay.wallet.ledger import lock_wallet, locked_wallet, post_entry
+from models import (
+    ENTRY_PURCHASE,
+    ENTRY_REFUND,
+    PURCHASE_ACTIVE,
+    PURCHASE_REFUNDED,
+    Article,
+    Entitlement,
+    Purchase,
+    User,
+    Wallet,
+    db,
+    utcnow,
+)
+
+TOPUP_PRESETS = (200, 500, 1000)
+TOPUP_MAXIMUM = 100_00
+READER_REFUND_WINDOW = timedelta(hours=24)
+READER_REFUNDS_PER_PERIOD = 3
+READER_REFUND_PERIOD = timedelta(days=30)
+
+
+def topup_minimum(currency: str) -> int:
+    return int(CURRENCIES[currency]["stripe_minimum"])
+
+
+def topup_offer(currency: str, shortfall: int = 0) -> dict[str, Any]:
+    """What to top up: at least Stripe's minimum, and at least what is missing."""
+    minimum = max(topup_minimum(currency), shortfall)
+    presets = [p for p in TOPUP_PRESETS if p >= minimum] or [minimum]
+    return {
+        "minimum": {"amount": minimum, "currency": currency},
+        "maximum": {"amount": TOPUP_MAXIMUM, "currency": currency},
+        "presets": [{"amount": p, "currency": currency} for p in presets],
+    }
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase: Purchase
+    wallet: Wallet
+    created: bool
+
+
+def active_purchase(user_id: int, article_id: int) -> Purchase | None:
+    return db.session.scalar(
+        select(Purchase).where(
+            Purchase.user_id == user_id,
+            Purchase.article_id == article_id,
+            Purchase.status == PURCHASE_ACTIVE,
+        )
+    )
+
+
+def purchase_article(user: User, article: Article) -> PurchaseResult:
+    """Debit the current price and entitle the reader, in one transaction, exactly once."""
+    if read_access(None, article) is Access.HIDDEN:
+        raise DomainError("not_found", "No such article.", status=404)
+    if article.is_free:
+        raise DomainError("article_free", "This dispatch is free to read.", status=409)
+    wallet = locked_wallet(user.id, article.price_currency)
+    existing = active_purchase(user.id, article.id)
+    if existing is not None:
+        return PurchaseResult(existing, wallet, created=False)
+    if wallet.is_frozen:
+        raise wallet_frozen()
+    price = article.price_amount
+    if wallet.balance < price:
+        shortfall = price - wallet.balance
+        raise DomainError(
+            "insufficient_funds",
+            "Your wallet does not cover this dispatch; top it up first.",
+            status=402,
+            extra={
+                "shortfall": {"amount": shortfall, "currency": wallet.currency},
+                "wallet": {"balance": {"amount": wallet.balance, "currency": wallet.currency}},
+                "topup": topup_offer(wallet.currency, shortfall),
+            },
+        )
+    purchase = Purchase(
+        user_id=user.id,
+        article_id=article.id,
+        wallet_id=wallet.id,
+        amount=price,
+        currency=wallet.currency,
+        status=PURCHASE_ACTIVE,
+    )
+    db.session.add(purchase)
+    db.session.flush()
+    post_entry(wallet, ENTRY_PURCHASE, -price, f"purchase:{purchase.id}", purchase_id=purchase.id)
+    _entitle(user.id, article.id, purchase.id)
+    return PurchaseResult(purchase, wallet, created=True)
+
+
+def _entitle(user_id: int, article_id: int, purchase_id: int) -> None:
+    entitlement = db.session.scalar(
+        select(Entitlement).where(
+            Entitlement.user_id == user_id, Entitlement.article_id == article_id
+        )
+    )
+    if entitlement is None:
+        db.session.add(
+            Entitlement(
+                user_id=user_id, article_id=article_id, source="purchase", purchase_id=purchase_id
+            )
+        )
+    else:  # a grant becomes backed by the purchase
+        entitlement.source = "purchase"
+        entitlement.purchase_id = purchase_id
+    db.session.flush()
+
+
+def wallet_frozen() -> DomainError:
+    return DomainError(
+        "wallet_frozen",
+        "Your wallet is frozen while a payment dispute is open or its balance is negative.",
+        status=409,
+    )
+
+
+def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
+    """Credit the wallet and revoke the entitlement. Buyers within limits; publishers always."""
+    purchase = db.session.get(Purchase, purchase_id)
+    if purchase is None or (not actor.is_publisher and purchase.user_id != actor.id):
+        raise DomainError("not_found", "No such purchase.", status=404)
+    wallet = lock_wallet(purchase.wallet_id)
+    db.session.refresh(purchase)
+    if purchase.status == PURCHASE_REFUNDED:
+        return PurchaseResult(purchase, wallet, created=False)
+    by_publisher = actor.is_publisher and purchase.user_id != actor.id
+    if not by_publisher:
+        _check_reader_may_refund(purchase)
+    purchase.status = PURCHASE_REFUNDED
+    purchase.refunded_at = utcnow()
+    purchase.refunded_by = "publisher" if by_publisher else "reader"
+    post_entry(
+        wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
+    )
+    db.session.execute(
+        delete(Entitlement).where(
+            Entitlement.user_id == purchase.user_id,
+            Entitlement.article_id == purchase.article_id,
+        )
+    )
+    db.session.flush()
+    return PurchaseResult(purchase, wallet, created=True)
+
+
+def _check_reader_may_refund(purchase: Purchase) -> None:
+    now = utcnow()
+    if now - purchase.created_at > READER_REFUND_WINDOW:
+        raise DomainError(
+            "refund_window_closed",
+            "Purchases can be refunded within 24 hours of buying.",
+            status=409,
+        )
+    recent = db.session.scalar(
+        select(func.count(Purchase.id)).where(
+            Purchase.user_id == purchase.user_id,
+            Purchase.refunded_by == "reader",
+            Purchase.refunded_at >= now - READER_REFUND_PERIOD,
+        )
+    )
+    if (recent or 0) >= READER_REFUNDS_PER_PERIOD:
+        raise DomainError(
+            "refund_limit_reached",
+            "You can refund at most 3 purchases in 30 days.",
+            status=409,
+        )
+
+
+def purchases_of(user: User, limit: int = 100) -> list[Purchase]:
+    return list(
+        db.session.scalars(
+            select(Purchase)
+            .where(Purchase.user_id == user.id)
+            .order_by(Purchase.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def paywall_offer(user: User | None, article: Article) -> dict[str, Any]:
+    """What the paywall box offers this reader: buy now, or top up and buy."""
+    currency = article.price_currency
+    balance = 0
+    if user is not None:
+        wallet = db.session.scalar(
+            select(Wallet).where(Wallet.user_id == user.id, Wallet.currency == currency)
+        )
+        balance = wallet.balance if wallet else 0
+        if wallet is not None and wallet.is_frozen:
+            return {"action": "frozen", "balance": balance}
+    if balance >= article.price_amount:
+        return {"action": "buy", "balance": balance}
+    offer = topup_offer(currency, article.price_amount - balance)
+    presets = [p["amount"] for p in offer["presets"]]
+    topup = 500 if 500 in presets else presets[0]
+    return {"action": "topup", "balance": balance, "topup": {"amount": topup, "currency": currency}}

@@ -1,0 +1,1 @@
+"""Stripe webhooks: verify the signature, store the event once, apply its effects."""

@@ -1,0 +1,188 @@
+"""The prepaid wallet: an append-only ledger, purchases, Stripe top-ups, disputes, events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+# Ledger entry kinds. Credits are positive, debits negative.
+ENTRY_TOPUP = "topup"  # + a succeeded PaymentIntent
+ENTRY_PURCHASE = "purchase"  # - an article bought
+ENTRY_REFUND = "refund"  # + a purchase refunded to the wallet
+ENTRY_TOPUP_REFUNDED = "topup_refunded"  # - card refund of a top-up (Stripe charge.refunded)
+ENTRY_DISPUTE = "dispute"  # - a lost dispute of a top-up
+ENTRY_ADJUSTMENT = "adjustment"  # +/- an operator's correction
+ENTRY_KINDS = (
+    ENTRY_TOPUP,
+    ENTRY_PURCHASE,
+    ENTRY_REFUND,
+    ENTRY_TOPUP_REFUNDED,
+    ENTRY_DISPUTE,
+    ENTRY_ADJUSTMENT,
+)
+
+WALLET_ACTIVE = "active"
+WALLET_FROZEN = "frozen"
+
+
+class Wallet(Base):
+    """One reader's money in one currency. `balance` caches the sum of its entries; it
+    is only changed together with a new entry, under a row lock, and `audit` checks it."""
+
+    __tablename__ = "wallets"
+    __table_args__ = (UniqueConstraint("user_id", "currency"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[int] = mapped_column(Integer, default=0)
+    open_disputes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.open_disputes > 0 or self.balance < 0
+
+    @property
+    def status(self) -> str:
+        return WALLET_FROZEN if self.is_frozen else WALLET_ACTIVE
+
+
+class LedgerEntry(Base):
+    """An immutable movement of money. (kind, reference) is unique: no effect twice."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("kind", "reference"),
+        CheckConstraint(
+            "kind IN ('topup', 'purchase', 'refund', 'topup_refunded', 'dispute', 'adjustment')",
+            name="kind_known",
+        ),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        Index("ix_ledger_entries_wallet_id_id", "wallet_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(120))
+    # The top-up a card refund or dispute claws back from (for caps across both).
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True, default=None)
+    purchase_id: Mapped[int | None] = mapped_column(
+        ForeignKey("purchases.id", ondelete="RESTRICT"), default=None
+    )
+    note: Mapped[str | None] = mapped_column(String(300), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+PURCHASE_ACTIVE = "active"
+PURCHASE_REFUNDED = "refunded"
+
+
+class Purchase(Base):
+    __tablename__ = "purchases"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'refunded')", name="status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # At most one active purchase of an article per reader.
+        Index(
+            "uq_purchases_active_user_article",
+            "user_id",
+            "article_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_purchases_article_id_created_at", "article_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="RESTRICT"))
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id", ondelete="RESTRICT"))
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=PURCHASE_ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    refunded_at: Mapped[datetime | None] = mapped_column(default=None)
+    refunded_by: Mapped[str | None] = mapped_column(String(16), default=None)
+
+
+TOPUP_STATUSES = (
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+    "succeeded",
+    "failed",
+    "canceled",
+)
+
+
+class TopUp(Base):
+    """A Stripe PaymentIntent that fills a wallet."""
+
+    __tablename__ = "topups"
+    __table_args__ = (UniqueConstraint("user_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32), default="requires_payment_method")
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    client_secret: Mapped[str | None] = mapped_column(String(255), default=None)
+    buy_article_id: Mapped[int | None] = mapped_column(
+        ForeignKey("articles.id", ondelete="SET NULL"), default=None
+    )
+    charge_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    fee: Mapped[int | None] = mapped_column(Integer, default=None)
+    failure_code: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    credited_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    wallet_id: Mapped[int] = mapped_column(ForeignKey("wallets.id", ondelete="RESTRICT"))
+    payment_intent_id: Mapped[str] = mapped_column(String(255))
+    charge_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    amount: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default="open")
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # won / lost
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookEvent(Base):
+    """Every verified Stripe event, stored once by its id in the transaction of its effects."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100))
+    livemode: Mapped[bool] = mapped_column(default=False)
+    outcome: Mapped[str] = mapped_column(String(40), default="processed")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
