@@ -25,6 +25,8 @@ from dispatch_pay.cli import alembic_config
 from dispatch_pay.extensions import limiter
 from models import db
 from models.base import build_engine
+from tests.servers import LocalStripe
+from tests.stripe_support import WEBHOOK_SECRET
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
@@ -85,7 +87,7 @@ def app(backend: tuple[str, Engine]) -> Flask:
 
 
 @pytest.fixture()
-def db_connection(app: Flask, backend: tuple[str, Engine]) -> Iterator[Any]:
+def db_connection(backend: tuple[str, Engine]) -> Iterator[Any]:
     """Bind the app's session to one connection in a transaction rolled back afterwards."""
     _kind, engine = backend
     connection = engine.connect()
@@ -99,8 +101,7 @@ def db_connection(app: Flask, backend: tuple[str, Engine]) -> Iterator[Any]:
     )
     limiter.reset()
     try:
-        with app.app_context():
-            yield connection
+        yield connection
     finally:
         db.session.remove()
         if transaction.is_active:
@@ -110,8 +111,44 @@ def db_connection(app: Flask, backend: tuple[str, Engine]) -> Iterator[Any]:
 
 
 @pytest.fixture()
-def client(app: Flask, db_connection: Any) -> FlaskClient:
-    return app.test_client()
+def client(app: Flask, db_connection: Any) -> Iterator[FlaskClient]:
+    with app.app_context():
+        yield app.test_client()
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Logs of the processes tests start."""
+    return tmp_path_factory.mktemp("processes")
+
+
+@pytest.fixture(scope="session")
+def localstripe(artifacts: Path) -> Iterator[LocalStripe]:
+    server = LocalStripe(artifacts)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_app(backend: tuple[str, Engine], localstripe: LocalStripe) -> Flask:
+    """The app with Stripe keys, talking to localstripe as a separate process."""
+    _kind, engine = backend
+    return create_app(
+        test_config(
+            engine.url.render_as_string(hide_password=False),
+            STRIPE_SECRET_KEY="sk_test_dispatch",
+            STRIPE_PUBLISHABLE_KEY="pk_test_dispatch",
+            STRIPE_API_BASE=localstripe.base,
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        )
+    )
+
+
+@pytest.fixture()
+def stripe_client(stripe_app: Flask, db_connection: Any) -> Iterator[FlaskClient]:
+    with stripe_app.app_context():
+        yield stripe_app.test_client()
 
 
 @pytest.fixture()

@@ -1,0 +1,118 @@
+"""Stripe test helpers: signed events (localstripe sends none of some kinds) and cards."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from typing import Any
+
+import stripe
+
+WEBHOOK_SECRET = "whsec_dispatch_tests"
+_seq = itertools.count(1)
+
+CARD_OK = "4242424242424242"
+CARD_DECLINED = "4000000000000341"
+CARD_3DS = "4000002500003155"
+
+
+def signature_header(
+    payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None
+) -> str:
+    ts = int(time.time()) if timestamp is None else timestamp
+    signed = f"{ts}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def event(event_type: str, obj: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": event_id or f"evt_test_{next(_seq)}_{int(time.time() * 1000)}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "livemode": False,
+        "api_version": "2026-10-28.endive",
+        "data": {"object": obj},
+    }
+
+
+def signed(
+    evt: dict[str, Any], secret: str = WEBHOOK_SECRET, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    payload = json.dumps(evt).encode()
+    return payload, {
+        "Stripe-Signature": signature_header(payload, secret, timestamp),
+        "Content-Type": "application/json",
+    }
+
+
+def stripe_client(api_base: str) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_dispatch", base_addresses={"api": api_base})
+
+
+def card_payment_method(api_base: str, number: str = CARD_OK) -> str:
+    """A PaymentMethod id for a test card, as Stripe.js would create in the browser."""
+    pm = stripe_client(api_base).v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    return str(pm.id)
+
+
+def payment_intent_obj(
+    pi_id: str, amount: int, reader_id: int, status: str = "succeeded", **extra: Any
+) -> dict[str, Any]:
+    """A PaymentIntent as Stripe would put it in an event."""
+    return {
+        "id": pi_id,
+        "object": "payment_intent",
+        "amount": amount,
+        "currency": "usd",
+        "status": status,
+        "created": int(time.time()),
+        "latest_charge": f"ch_for_{pi_id}",
+        "metadata": {"dispatch_reader": str(reader_id), "dispatch_purpose": "wallet_topup"},
+        **extra,
+    }
+
+
+def charge_obj(
+    pi_id: str, amount: int, amount_refunded: int, reader_id: int, charge_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": charge_id or f"ch_for_{pi_id}",
+        "object": "charge",
+        "amount": amount,
+        "amount_refunded": amount_refunded,
+        "currency": "usd",
+        "paid": True,
+        "status": "succeeded",
+        "refunded": amount_refunded >= amount,
+        "refunds": {"object": "list", "data": []},
+        "payment_intent": pi_id,
+        "metadata": {"dispatch_reader": str(reader_id), "dispatch_purpose": "wallet_topup"},
+    }
+
+
+def dispute_obj(
+    dispute_id: str,
+    pi_id: str,
+    amount: int,
+    status: str = "needs_response",
+    charge_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": amount,
+        "currency": "usd",
+        "status": status,
+        "charge": charge_id or f"ch_for_{pi_id}",
+        "payment_intent": pi_id,
+    }
