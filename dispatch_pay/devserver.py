@@ -1,18 +1,31 @@
 """`make run`: migrate, seed the demo, start the local Stripe stand-in if needed, serve.
 
 Run as `python -m dispatch_pay.devserver`. For development only; production runs
-`gunicorn app:app` (see DEPLOY notes in the README).
+`gunicorn app:app` behind a proxy.
+
+With no STRIPE_SECRET_KEY in the environment, localstripe (Stripe's stand-in from
+PyPI) is started on 127.0.0.1:8420, the app is pointed at it with test keys, and
+the app's webhook endpoint is registered with it, so top-ups work end to end.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCALSTRIPE_PORT = 8420
+TEST_CARD = "4242 4242 4242 4242"
 
 
 def _flask(*args: str, env: dict[str, str]) -> None:
@@ -21,24 +34,86 @@ def _flask(*args: str, env: dict[str, str]) -> None:
     )
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _wait_for(url: str, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _answers(url):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def start_localstripe(env: dict[str, str], app_url: str) -> None:
+    """Start localstripe (unless one already listens), configure keys, register the webhook."""
+    base = f"http://127.0.0.1:{LOCALSTRIPE_PORT}"
+    if not _answers(f"{base}/js.stripe.com/v3/"):
+        binary = shutil.which("localstripe") or str(Path(sys.executable).parent / "localstripe")
+        log = (ROOT / "instance" / "localstripe.log").open("ab")
+        proc = subprocess.Popen(  # noqa: S603 - our own dependency's entry point
+            [binary, "--port", str(LOCALSTRIPE_PORT)], stdout=log, stderr=subprocess.STDOUT
+        )
+        atexit.register(proc.terminate)
+        if not _wait_for(f"{base}/js.stripe.com/v3/"):
+            sys.exit("localstripe did not start; see instance/localstripe.log")
+    webhook_secret = env.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
+    env.update(
+        STRIPE_SECRET_KEY="sk_test_localstripe",  # noqa: S106 - localstripe accepts any key
+        STRIPE_PUBLISHABLE_KEY="pk_test_localstripe",
+        STRIPE_API_BASE=base,
+        STRIPE_WEBHOOK_SECRET=webhook_secret,
+    )
+    data = urllib.parse.urlencode(
+        {"url": f"{app_url}webhooks/stripe", "secret": webhook_secret}
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - loopback URL we built
+        f"{base}/_config/webhooks/dispatch_pay", data=data
+    )
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - loopback URL we built
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     options = parser.parse_args()
     env = dict(os.environ)
+    (ROOT / "instance").mkdir(exist_ok=True)
     _flask("db", "upgrade", env=env)
     _flask("seed-demo", env=env)
-    from dispatch_pay.demo import PUBLISHER_EMAIL, PUBLISHER_PASSWORD, READER_EMAIL, READER_PASSWORD
+    from dispatch_pay.demo import (
+        PUBLISHER_EMAIL,
+        PUBLISHER_PASSWORD,
+        READER_EMAIL,
+        READER_PASSWORD,
+    )
 
     url = f"http://{options.host}:{options.port}/"
-    print("\n" + "=" * 64)
+    local_stripe = not env.get("STRIPE_SECRET_KEY")
+    if local_stripe:
+        start_localstripe(env, url)
+    print("\n" + "=" * 68)
     print(f"  dispatch_pay is running at {url}")
     print(f"  Reader login:    {READER_EMAIL} / {READER_PASSWORD}")
     print(f"  Publisher login: {PUBLISHER_EMAIL} / {PUBLISHER_PASSWORD}")
-    print("=" * 64 + "\n", flush=True)
-    os.execvpe(  # noqa: S606 - replaces this process with the server
-        sys.executable,
+    if local_stripe:
+        print(f"  Payments: localstripe at {env['STRIPE_API_BASE']} (no real money)")
+        print(f"  Test card: {TEST_CARD}, any future expiry, any CVC and postcode")
+        print("  3-D Secure test card: 4000 0025 0000 3155; declined: 4000 0000 0000 0341")
+    else:
+        print("  Payments: Stripe with the keys from the environment")
+    print("=" * 68 + "\n", flush=True)
+    server = subprocess.Popen(  # noqa: S603 - fixed command line
         [
             sys.executable,
             "-m",
@@ -51,8 +126,14 @@ def main() -> None:
             "--port",
             str(options.port),
         ],
-        env,
+        cwd=ROOT,
+        env=env,
     )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":
