@@ -37,6 +37,7 @@ META_PURPOSE = "dispatch_purpose"
 META_ARTICLE = "dispatch_article"
 META_TOPUP = "dispatch_topup"
 PURPOSE_TOPUP = "wallet_topup"
+MAX_ROW_ID = 2**31 - 1  # integer primary keys are 32-bit on PostgreSQL
 
 
 def gateway() -> PaymentGateway:
@@ -146,7 +147,18 @@ def _replay(existing: TopUp, fingerprint: str) -> tuple[TopUp, bool]:
                 "A top-up with this Idempotency-Key is still being processed.",
                 status=409,
             )
+    if existing.status == "failed":
+        raise _replayed_failure(existing)
     return existing, False
+
+
+def _replayed_failure(topup: TopUp) -> DomainError:
+    """A retry with the key of a failed top-up gets the failure again, not a 201."""
+    if topup.failure_code == "request_rejected":
+        return DomainError(
+            "payment_rejected", "The payment provider refused the payment.", status=402
+        )
+    return DomainError("card_declined", "Your card was declined.", status=402)
 
 
 def submit_topup(topup_id: int, payment_method: str | None) -> TopUp:
@@ -213,11 +225,17 @@ def apply_intent(intent: Intent) -> TopUp:
 def _reader_id(intent: Intent) -> int | None:
     """The reader a PaymentIntent belongs to, if it is one of ours."""
     meta = intent.metadata
-    if meta.get(META_PURPOSE) != PURPOSE_TOPUP or not meta.get(META_READER, "").isdigit():
+    if meta.get(META_PURPOSE) != PURPOSE_TOPUP or not _is_row_id(meta.get(META_READER, "")):
         return None
     if intent.currency not in CURRENCIES:
         return None
     return int(meta[META_READER])
+
+
+def _is_row_id(value: str) -> bool:
+    """An id as we write it into metadata; anything else (say "²" or 10**20) would make
+    the lookup itself fail, and a verified event must never answer 500 for that."""
+    return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
 
 
 def is_ours(intent: Intent) -> bool:
@@ -231,7 +249,7 @@ def _topup_for_intent(intent: Intent, user_id: int) -> TopUp:
     Called with the reader's wallet locked, so two reporters never both create it.
     """
     topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == intent.id))
-    if topup is None and intent.metadata.get(META_TOPUP, "").isdigit():
+    if topup is None and _is_row_id(intent.metadata.get(META_TOPUP, "")):
         candidate = db.session.get(TopUp, int(intent.metadata[META_TOPUP]))
         if (
             candidate is not None

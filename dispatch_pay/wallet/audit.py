@@ -39,6 +39,7 @@ def audit() -> list[str]:
 
 def _pairs(result: Any) -> dict[Any, Any]:
     # A Result has .keys(), so dict(result) would treat it as a mapping; build it by rows.
+    # (Rows unpack like tuples; Result.tuples() is deprecated since SQLAlchemy 2.1.)
     return {key: value for key, value in result}
 
 
@@ -48,7 +49,7 @@ def _balances_match_entries() -> list[str]:
             select(LedgerEntry.wallet_id, func.sum(LedgerEntry.amount)).group_by(
                 LedgerEntry.wallet_id
             )
-        ).tuples()
+        )
     )
     return [
         f"wallet {w.id}: balance {w.balance} but its entries sum to {int(sums.get(w.id) or 0)}"
@@ -77,7 +78,7 @@ def _open_disputes_counted() -> list[str]:
             select(Dispute.wallet_id, func.count(Dispute.id))
             .where(Dispute.status == "open")
             .group_by(Dispute.wallet_id)
-        ).tuples()
+        )
     )
     return [
         f"wallet {w.id}: open_disputes {w.open_disputes} but {counts.get(w.id, 0)} open"
@@ -91,7 +92,7 @@ def _entry_amounts(kind: str) -> dict[int, int]:
         select(LedgerEntry.purchase_id, LedgerEntry.amount).where(
             LedgerEntry.kind == kind, LedgerEntry.purchase_id.is_not(None)
         )
-    ).tuples()
+    )
     return {purchase_id: amount for purchase_id, amount in rows if purchase_id is not None}
 
 
@@ -136,7 +137,7 @@ def _topups_consistent() -> list[str]:
     credited = _pairs(
         db.session.execute(
             select(LedgerEntry.reference, LedgerEntry.amount).where(LedgerEntry.kind == ENTRY_TOPUP)
-        ).tuples()
+        )
     )
     topups = {
         t.payment_intent_id: t for t in db.session.scalars(select(TopUp)) if t.payment_intent_id
@@ -160,7 +161,7 @@ def _clawbacks_capped() -> list[str]:
         select(LedgerEntry.payment_intent_id, LedgerEntry.kind, func.sum(LedgerEntry.amount))
         .where(LedgerEntry.payment_intent_id.is_not(None))
         .group_by(LedgerEntry.payment_intent_id, LedgerEntry.kind)
-    ).tuples()
+    )
     credited: dict[str, int] = {}
     clawed: dict[str, int] = {}
     for pi_id, kind, total in rows:
