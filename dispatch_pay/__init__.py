@@ -74,6 +74,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
     from dispatch_pay.publisher import api as publisher_api
+    from dispatch_pay.publisher import web as publisher_web
     from dispatch_pay.wallet import api as wallet_api
     from dispatch_pay.wallet import web as wallet_web
     from dispatch_pay.webhooks import web as webhooks_web
@@ -83,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
         accounts_web,
         catalog_web,
         wallet_web,
+        publisher_web,
         webhooks_web,
         accounts_api,
         catalog_api,

@@ -11,6 +11,7 @@ from models.catalog import (
     Entitlement,
     VerificationReport,
 )
+from models.publisher import PriceChange, PublicationSettings
 from models.wallet import (
     ENTRY_ADJUSTMENT,
     ENTRY_DISPUTE,
@@ -50,6 +51,8 @@ __all__ = [
     "Dispute",
     "Entitlement",
     "LedgerEntry",
+    "PriceChange",
+    "PublicationSettings",
     "Purchase",
     "TopUp",
     "User",

@@ -6,13 +6,15 @@ from flask import Response, jsonify
 
 from dispatch_pay.api.auth import api_blueprint, require_publisher
 from dispatch_pay.catalog.services import find_article
-from dispatch_pay.inputs import load_json
-from dispatch_pay.publisher import services
+from dispatch_pay.inputs import load_json, load_query
+from dispatch_pay.publisher import sales, services
 from dispatch_pay.publisher.schemas import (
     ArticleAdminSchema,
     ArticleCreateSchema,
     ArticlePatchSchema,
     RevisionSchema,
+    SalesQuerySchema,
+    SalesReportSchema,
 )
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report
 from dispatch_pay.verification.services import attach_report
@@ -87,3 +89,22 @@ def list_revisions(slug: str) -> Response:
         for r in services.revisions(article)
     ]
     return jsonify({"revisions": RevisionSchema(many=True).dump(rows)})
+
+
+@bp.get("/publisher/sales")
+def sales_report() -> Response:
+    require_publisher()
+    query = load_query(SalesQuerySchema())
+    report = sales.sales_report(query["period"])
+    if query["format"] == "csv":
+        return csv_response(sales.report_csv(report), query["period"])
+    return jsonify(SalesReportSchema().dump(sales.report_data(report)))
+
+
+def csv_response(text: str, period: sales.Period) -> Response:
+    name = f"sales-{period.start.isoformat()}-{period.end.isoformat()}.csv"
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

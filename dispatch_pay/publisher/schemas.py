@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from dispatch_pay.catalog.schemas import TeaserSchema
-from dispatch_pay.money import PriceSchema
+from dispatch_pay.money import CURRENCIES, MAX_ARTICLE_PRICE, MoneySchema, PriceSchema
+from dispatch_pay.publisher.sales import (
+    DEFAULT_PERIOD_DAYS,
+    MAX_PERIOD_DAYS,
+    Period,
+    default_period,
+)
 from dispatch_pay.verification.schemas import full_report
 from dispatch_pay.verification.services import verification_state
 from models import Article
@@ -69,3 +78,149 @@ class RevisionSchema(Schema):
     created_at = fields.DateTime()
     live = fields.Boolean()
     verified = fields.Boolean()
+
+
+# --- Sales: GET /api/v1/publisher/sales and the dashboard's sales page -------------
+
+
+class SalesQuerySchema(Schema):
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD&format=json|csv; both days included, UTC.
+
+    Without dates: the last 30 days up to today. With only one: a 30-day period
+    starting (from) or ending (to) there.
+    """
+
+    class Meta:
+        unknown = EXCLUDE
+
+    start = fields.Date(data_key="from", load_default=None)
+    end = fields.Date(data_key="to", load_default=None)
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+
+    @post_load
+    def fill_period(self, data: dict[str, Any], **_: object) -> dict[str, Any]:
+        start, end = data["start"], data["end"]
+        span = timedelta(days=DEFAULT_PERIOD_DAYS - 1)
+        if start is None and end is None:
+            period = default_period()
+            start, end = period.start, period.end
+        elif start is None:
+            start = end - span
+        elif end is None:
+            end = start + span
+        if start > end:
+            raise ValidationError("Must not be after 'to'.", field_name="from")
+        if (end - start).days + 1 > MAX_PERIOD_DAYS:
+            raise ValidationError(f"At most {MAX_PERIOD_DAYS} days.", field_name="to")
+        data["period"] = Period(start, end)
+        return data
+
+
+class PeriodSchema(Schema):
+    from_ = fields.Date(data_key="from", attribute="from")
+    to = fields.Date()
+
+
+class SalesFiguresSchema(Schema):
+    purchases = fields.Integer(metadata={"description": "Purchases made in the period."})
+    refunds = fields.Integer(metadata={"description": "Purchases refunded in the period."})
+    gross = fields.List(fields.Nested(MoneySchema), metadata={"description": "Per currency."})
+    refunded = fields.List(fields.Nested(MoneySchema), metadata={"description": "Per currency."})
+    net = fields.List(fields.Nested(MoneySchema), metadata={"description": "Gross - refunded."})
+
+
+class ArticleSalesSchema(SalesFiguresSchema):
+    slug = fields.String()
+    title = fields.String()
+
+
+class TopUpSalesSchema(Schema):
+    count = fields.Integer()
+    received = fields.List(fields.Nested(MoneySchema))
+    stripe_fees = fields.List(
+        fields.Nested(MoneySchema), metadata={"description": "Fees Stripe reported."}
+    )
+    stripe_fees_unknown = fields.Integer(
+        metadata={"description": "Top-ups whose Stripe fee is not known."}
+    )
+
+
+class DailyNetSchema(Schema):
+    date = fields.Date()
+    net = fields.Nested(MoneySchema)
+
+
+class SalesReportSchema(Schema):
+    period = fields.Nested(PeriodSchema)
+    articles = fields.List(fields.Nested(ArticleSalesSchema))
+    total = fields.Nested(SalesFiguresSchema)
+    topups = fields.Nested(TopUpSalesSchema)
+    daily = fields.List(fields.Nested(DailyNetSchema))
+
+
+# --- Dashboard forms (HTML): prices are typed in major units, e.g. "0.39" ------------
+
+
+class MajorUnits(fields.Field):
+    """ "0.39" → 39 minor units, exactly (Decimal, never a float)."""
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
+        "invalid": "Enter an amount like 0.39.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        text = str(value).strip().lstrip("$€£").strip()
+        if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", text):
+            raise self.make_error("invalid")
+        return int(Decimal(text) * 100)
+
+
+class PriceFormSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    amount = MajorUnits(
+        required=True,
+        data_key="price",
+        validate=validate.Range(
+            min=0, max=MAX_ARTICLE_PRICE, error="Must be between 0 and 100.00."
+        ),
+    )
+    currency = fields.String(
+        required=True,
+        validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
+    )
+
+
+class BulkPriceFormSchema(PriceFormSchema):
+    articles = fields.List(
+        fields.String(validate=validate.Length(min=1, max=120)),
+        required=True,
+        validate=validate.Length(min=1, max=500, error="Select at least one article."),
+    )
+
+
+class ArticleFormSchema(Schema):
+    """The dashboard's article form; an empty slug means 'derive it from the title'."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    title = ArticleCreateSchema._declared_fields["title"]
+    teaser = ArticleCreateSchema._declared_fields["teaser"]
+    body = ArticleCreateSchema._declared_fields["body"]
+    slug = ArticleCreateSchema._declared_fields["slug"]
+
+    @pre_load
+    def drop_empty_slug(self, data: dict[str, Any], **_: object) -> dict[str, Any]:
+        data = dict(data)
+        if not str(data.get("slug", "")).strip():
+            data.pop("slug", None)
+        return data
+
+
+class TokenFormSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))

@@ -13,7 +13,18 @@ from sqlalchemy.exc import IntegrityError
 from dispatch_pay.catalog.markdown import normalise_text, render_markdown, text_sha256
 from dispatch_pay.errors import DomainError
 from dispatch_pay.verification.services import publishable_revision
-from models import STATUS_DRAFT, STATUS_PUBLISHED, Article, ArticleRevision, User, db, utcnow
+from models import (
+    STATUS_DRAFT,
+    STATUS_PUBLISHED,
+    Article,
+    ArticleRevision,
+    PriceChange,
+    PublicationSettings,
+    User,
+    db,
+    utcnow,
+)
+from models.publisher import SETTINGS_ROW_ID
 
 
 def slugify(title: str) -> str:
@@ -65,7 +76,7 @@ def _add_revision(article: Article, body: str, author: User | None) -> ArticleRe
 
 
 def create_article(author: User | None, data: dict[str, Any]) -> Article:
-    price = data.get("price") or current_app.config["DEFAULT_ARTICLE_PRICE"]
+    price = data.get("price") or default_price()
     if "slug" in data:
         if _slug_exists(data["slug"]):
             raise _slug_taken(data["slug"])
@@ -109,7 +120,7 @@ def update_article(article: Article, data: dict[str, Any], editor: User | None) 
     if "teaser" in data:
         article.teaser = data["teaser"].strip()
     if "price" in data:
-        set_price(article, data["price"]["amount"], data["price"]["currency"])
+        set_price(article, data["price"]["amount"], data["price"]["currency"], editor)
     if "body" in data:
         latest = article.latest_revision
         if latest is None or latest.body_sha256 != text_sha256(data["body"]):
@@ -119,10 +130,88 @@ def update_article(article: Article, data: dict[str, Any], editor: User | None) 
     return article
 
 
-def set_price(article: Article, amount: int, currency: str) -> None:
-    """Change the price for future purchases; past purchases keep what they paid."""
+def set_price(article: Article, amount: int, currency: str, changed_by: User | None) -> bool:
+    """Change the price for future purchases and record who changed it from what.
+
+    The one place a price changes (API, dashboard, bulk). Past purchases keep the
+    amount they stored when they were made; nothing here touches them.
+    Returns False when the price was already this one (nothing recorded).
+    """
+    if article.price_amount == amount and article.price_currency == currency:
+        return False
+    db.session.add(
+        PriceChange(
+            article_id=article.id,
+            changed_by_id=changed_by.id if changed_by else None,
+            old_amount=article.price_amount,
+            old_currency=article.price_currency,
+            new_amount=amount,
+            new_currency=currency,
+        )
+    )
     article.price_amount = amount
     article.price_currency = currency
+    article.updated_at = utcnow()
+    db.session.flush()
+    return True
+
+
+def set_prices(
+    slugs: list[str], amount: int, currency: str, changed_by: User | None
+) -> list[Article]:
+    """Give several articles one price; all or none (an unknown slug is a 404)."""
+    articles = list(db.session.scalars(select(Article).where(Article.slug.in_(set(slugs)))))
+    if len(articles) != len(set(slugs)):
+        raise DomainError("not_found", "No such article.", status=404)
+    for article in articles:
+        set_price(article, amount, currency, changed_by)
+    return articles
+
+
+def price_history(article: Article) -> list[tuple[PriceChange, User | None]]:
+    """The article's price changes, newest first, with who made each."""
+    rows = db.session.execute(
+        select(PriceChange, User)
+        .outerjoin(User, User.id == PriceChange.changed_by_id)
+        .where(PriceChange.article_id == article.id)
+        .order_by(PriceChange.id.desc())
+    ).all()
+    return [(change, user) for change, user in rows]
+
+
+def _settings() -> PublicationSettings | None:
+    return db.session.get(PublicationSettings, SETTINGS_ROW_ID)
+
+
+def default_price() -> dict[str, Any]:
+    """The price new articles get: the publisher's setting, else the configured default."""
+    settings = _settings()
+    if settings is None:
+        configured: dict[str, Any] = current_app.config["DEFAULT_ARTICLE_PRICE"]
+        return dict(configured)
+    return {"amount": settings.default_price_amount, "currency": settings.default_price_currency}
+
+
+def set_default_price(amount: int, currency: str, changed_by: User | None) -> None:
+    """Set the price new articles get; existing articles keep theirs."""
+    settings = _settings()
+    if settings is None:
+        settings = PublicationSettings(id=SETTINGS_ROW_ID)
+        db.session.add(settings)
+    settings.default_price_amount = amount
+    settings.default_price_currency = currency
+    settings.updated_at = utcnow()
+    settings.updated_by_id = changed_by.id if changed_by else None
+    db.session.flush()
+
+
+def publish_blocker(article: Article) -> DomainError | None:
+    """Why the newest text may not be published now (the publish gate's own refusal)."""
+    try:
+        publishable_revision(article)
+    except DomainError as exc:
+        return exc
+    return None
 
 
 def publish(article: Article) -> Article:

@@ -1,0 +1,371 @@
+"""The publisher's dashboard: thin routes over publisher, verification, sales and tokens.
+
+Every page works without JavaScript: forms post back, previews render on the server,
+and the revenue chart is inline SVG. Domain rules live in the services these call.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from marshmallow import Schema, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from werkzeug.wrappers import Response as BaseResponse
+
+from dispatch_pay.accounts import services as accounts
+from dispatch_pay.catalog.markdown import normalise_text, render_markdown
+from dispatch_pay.catalog.services import find_article
+from dispatch_pay.errors import DomainError
+from dispatch_pay.extensions import login_manager
+from dispatch_pay.money import CURRENCIES
+from dispatch_pay.publisher import sales, services
+from dispatch_pay.publisher.api import csv_response
+from dispatch_pay.publisher.chart import revenue_chart
+from dispatch_pay.publisher.schemas import (
+    ArticleFormSchema,
+    BulkPriceFormSchema,
+    PriceFormSchema,
+    SalesQuerySchema,
+    TokenFormSchema,
+)
+from dispatch_pay.verification.schemas import ReportInputSchema, full_report, summary_line
+from dispatch_pay.verification.services import attach_report, verification_state
+from models import Article, ArticleRevision, User, db
+
+bp = Blueprint("publisher", __name__, url_prefix="/publisher")
+
+Page = str | tuple[str, int] | BaseResponse
+REPORT_MAX_BYTES = 512 * 1024
+
+
+@bp.before_request
+def _publishers_only() -> BaseResponse | None:
+    """Anonymous visitors log in first; readers get the 403 page."""
+    if not current_user.is_authenticated:
+        response: BaseResponse = login_manager.unauthorized()
+        return response
+    if not current_user.is_publisher:
+        raise DomainError(
+            "forbidden", "The dashboard is for the publication's editors.", status=403
+        )
+    return None
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _form(schema: Schema, data: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Load a form through its schema: (data, {}) or ({}, errors per field)."""
+    try:
+        return schema.load(data), {}
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return {}, {str(k): _flat(v) for k, v in messages.items()}
+
+
+def _flat(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}: {m}" for k, v in value.items() for m in _flat(v)]
+    if isinstance(value, list):
+        return [m for v in value for m in _flat(v)]
+    return [str(value)]
+
+
+# --- the articles table -------------------------------------------------------------
+
+
+def _all_articles() -> list[Article]:
+    return list(
+        db.session.scalars(
+            select(Article)
+            .order_by(Article.created_at.desc(), Article.id.desc())
+            .options(
+                selectinload(Article.latest_revision).selectinload(ArticleRevision.report),
+                selectinload(Article.live_revision),
+            )
+        )
+    )
+
+
+@bp.get("")
+def dashboard() -> Page:
+    articles = _all_articles()
+    figures = sales.figures_by_article(None)
+    period = sales.default_period()
+    daily = sales.daily_net(period)
+    return render_template(
+        "publisher/dashboard.html",
+        articles=articles,
+        states={a.id: verification_state(a) for a in articles},
+        summaries={
+            a.id: summary_line(a.latest_revision.report if a.latest_revision else None)
+            for a in articles
+        },
+        figures=figures,
+        default_price=services.default_price(),
+        currencies=sorted(CURRENCIES),
+        period=period,
+        charts=[(c, revenue_chart(days, c)) for c, days in daily.items()],
+        bulk_errors={},
+        default_errors={},
+    )
+
+
+@bp.post("/prices")
+def bulk_price() -> Page:
+    form = {**request.form.to_dict(), "articles": request.form.getlist("articles")}
+    data, errors = _form(BulkPriceFormSchema(), form)
+    if errors:
+        flash("Prices not changed: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        return redirect(url_for(".dashboard"))
+    changed = services.set_prices(data["articles"], data["amount"], data["currency"], _me())
+    flash(f"New price set for {len(changed)} article(s).")
+    return redirect(url_for(".dashboard"))
+
+
+@bp.post("/default-price")
+def default_price() -> Page:
+    data, errors = _form(PriceFormSchema(), request.form.to_dict())
+    if errors:
+        flash("Default price not changed: " + " ".join(m for v in errors.values() for m in v))
+        return redirect(url_for(".dashboard"))
+    services.set_default_price(data["amount"], data["currency"], _me())
+    flash("Default price for new articles saved.")
+    return redirect(url_for(".dashboard"))
+
+
+# --- one article: write, preview, price, verify, publish -----------------------------
+
+
+@bp.route("/articles/new", methods=["GET", "POST"])
+def new_article() -> Page:
+    values = request.form.to_dict() if request.method == "POST" else {}
+    preview = _preview(values)
+    if request.method == "GET" or request.form.get("action") == "preview":
+        return _editor(None, values, {}, preview)
+    data, errors = _form(ArticleFormSchema(), values)
+    if errors:
+        return _editor(None, values, errors, preview), 422
+    try:
+        article = services.create_article(_me(), data)
+    except DomainError as exc:
+        return _editor(None, values, exc.fields or {"_schema": [exc.message]}, preview), exc.status
+    flash("Draft saved. Attach the verifier's report, then publish.")
+    return redirect(url_for(".article", slug=article.slug))
+
+
+def _preview(values: dict[str, str]) -> str | None:
+    body = values.get("body", "")
+    return render_markdown(normalise_text(body)) if body.strip() else None
+
+
+def _editor(
+    article: Article | None,
+    values: dict[str, str],
+    errors: dict[str, list[str]],
+    preview: str | None,
+) -> str:
+    return render_template(
+        "publisher/editor.html",
+        article=article,
+        values=values,
+        errors=errors,
+        preview=preview,
+        default_price=services.default_price(),
+    )
+
+
+@bp.get("/articles/<slug>")
+def article(slug: str) -> Page:
+    return _article_page(find_article(slug))
+
+
+def _article_page(
+    article: Article,
+    *,
+    status: int = 200,
+    report_errors: dict[str, list[str]] | None = None,
+    report_text: str = "",
+    price_errors: dict[str, list[str]] | None = None,
+    publish_error: DomainError | None = None,
+) -> tuple[str, int]:
+    latest = article.latest_revision
+    blocker = services.publish_blocker(article)
+    html = render_template(
+        "publisher/article.html",
+        article=article,
+        state=verification_state(article),
+        report=full_report(latest.report if latest else None),
+        blocker=blocker,
+        blocked_claims=blocker.extra.get("claims", []) if blocker else [],
+        publish_error=publish_error,
+        revisions=services.revisions(article),
+        history=services.price_history(article),
+        currencies=sorted(CURRENCIES),
+        report_errors=report_errors or {},
+        report_text=report_text,
+        price_errors=price_errors or {},
+    )
+    return html, status
+
+
+@bp.route("/articles/<slug>/edit", methods=["GET", "POST"])
+def edit_article(slug: str) -> Page:
+    article = find_article(slug)
+    if request.method == "GET":
+        latest = article.latest_revision
+        values = {
+            "title": article.title,
+            "slug": article.slug,
+            "teaser": article.teaser,
+            "body": latest.body_markdown if latest else "",
+        }
+        return _editor(article, values, {}, _preview(values))
+    values = request.form.to_dict()
+    preview = _preview(values)
+    if request.form.get("action") == "preview":
+        return _editor(article, values, {}, preview)
+    data, errors = _form(ArticleFormSchema(), values)
+    if errors:
+        return _editor(article, values, errors, preview), 422
+    try:
+        services.update_article(article, data, _me())
+    except DomainError as exc:
+        fields = exc.fields or {"_schema": [exc.message]}
+        return _editor(article, values, fields, preview), exc.status
+    flash("Saved.")
+    return redirect(url_for(".article", slug=article.slug))
+
+
+@bp.post("/articles/<slug>/price")
+def set_price(slug: str) -> Page:
+    article = find_article(slug)
+    data, errors = _form(PriceFormSchema(), request.form.to_dict())
+    if errors:
+        if request.form.get("next") == "dashboard":
+            flash(f"Price of '{article.title}' not changed: " + " ".join(_flat(errors)))
+            return redirect(url_for(".dashboard"))
+        return _article_page(article, status=422, price_errors=errors)
+    if services.set_price(article, data["amount"], data["currency"], _me()):
+        flash(f"Price of '{article.title}' changed. Past purchases keep what they paid.")
+    if request.form.get("next") == "dashboard":
+        return redirect(url_for(".dashboard"))
+    return redirect(url_for(".article", slug=article.slug))
+
+
+@bp.post("/articles/<slug>/verification")
+def attach_verification(slug: str) -> Page:
+    article = find_article(slug)
+    text = _report_text()
+    try:
+        payload = json.loads(text) if text.strip() else None
+    except ValueError as exc:
+        errors = {"report": [f"Not valid JSON: {exc}"]}
+        return _article_page(article, status=422, report_errors=errors, report_text=text)
+    if not isinstance(payload, dict):
+        errors = {"report": ["Paste the report's JSON object, or choose a .json file."]}
+        return _article_page(article, status=422, report_errors=errors, report_text=text)
+    data, errors = _form(ReportInputSchema(), payload)
+    if errors:
+        return _article_page(article, status=422, report_errors=errors, report_text=text)
+    try:
+        attach_report(article, data)
+    except DomainError as exc:
+        errors = {"report": [exc.message]}
+        return _article_page(article, status=exc.status, report_errors=errors, report_text=text)
+    flash("Report attached to the current text.")
+    return redirect(url_for(".article", slug=article.slug))
+
+
+def _report_text() -> str:
+    """The pasted JSON, or the uploaded file's when one was chosen."""
+    upload = request.files.get("report_file")
+    if upload is not None and upload.filename:
+        raw = upload.read(REPORT_MAX_BYTES + 1)
+        if len(raw) > REPORT_MAX_BYTES:
+            return ""
+        return raw.decode("utf-8", errors="replace")
+    return request.form.get("report_json", "")
+
+
+@bp.post("/articles/<slug>/publish")
+def publish(slug: str) -> Page:
+    article = find_article(slug)
+    try:
+        services.publish(article)
+    except DomainError as exc:
+        return _article_page(article, status=exc.status, publish_error=exc)
+    flash(f"'{article.title}' is live.")
+    return redirect(url_for(".article", slug=article.slug))
+
+
+@bp.post("/articles/<slug>/unpublish")
+def unpublish(slug: str) -> Page:
+    article = services.unpublish(find_article(slug))
+    flash(f"'{article.title}' is no longer listed. Buyers keep reading what they bought.")
+    return redirect(url_for(".article", slug=article.slug))
+
+
+# --- sales --------------------------------------------------------------------------
+
+
+@bp.get("/sales")
+def sales_page() -> Page:
+    data, errors = _form(SalesQuerySchema(), request.args.to_dict())
+    period = data["period"] if not errors else sales.default_period()
+    report = sales.sales_report(period)
+    if not errors and data["format"] == "csv":
+        return csv_response(sales.report_csv(report), period)
+    return render_template(
+        "publisher/sales.html",
+        report=report,
+        data=sales.report_data(report),
+        charts=[(c, revenue_chart(days, c)) for c, days in report.daily.items()],
+        errors=errors,
+        values=request.args,
+    ), (422 if errors else 200)
+
+
+# --- API tokens for the pipeline ----------------------------------------------------
+
+
+@bp.get("/tokens")
+def tokens() -> Page:
+    return _tokens_page()
+
+
+def _tokens_page(
+    *, secret: str | None = None, errors: dict[str, list[str]] | None = None, status: int = 200
+) -> BaseResponse:
+    html = render_template(
+        "publisher/tokens.html",
+        tokens=accounts.list_tokens(_me()),
+        secret=secret,
+        errors=errors or {},
+    )
+    response = Response(html, status=status, mimetype="text/html")
+    if secret:
+        response.headers["Cache-Control"] = "no-store"  # the secret is shown once
+    return response
+
+
+@bp.post("/tokens")
+def create_token() -> Page:
+    data, errors = _form(TokenFormSchema(), request.form.to_dict())
+    if errors:
+        return _tokens_page(errors=errors, status=422)
+    issued = accounts.issue_token(_me(), data["name"].strip())
+    return _tokens_page(secret=issued.secret, status=201)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int) -> Page:
+    token = accounts.revoke_token(_me(), token_id)
+    flash(f"Token '{token.name}' revoked; the pipeline can no longer use it.")
+    return redirect(url_for(".tokens"))
