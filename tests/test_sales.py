@@ -216,7 +216,10 @@ def test_csv_neutralises_formulas_in_titles(client: FlaskClient) -> None:
         {"from": "2026-10-31", "to": "2026-10-01"},
         {"from": "yesterday"},
         {"format": "xml"},
-        {"from": "2000-01-01", "to": "2026-01-01"},
+        {"from": "2001-01-01", "to": "2026-01-01"},
+        {"from": "9999-12-31"},
+        {"to": "9999-12-31"},
+        {"from": "0001-01-01"},
     ],
 )
 def test_api_rejects_bad_periods(client: FlaskClient, query: dict[str, str]) -> None:

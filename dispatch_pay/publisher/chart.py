@@ -8,8 +8,8 @@ from markupsafe import Markup, escape
 
 from dispatch_pay.money import format_money
 
-WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 30
+WIDTH, HEIGHT = 960, 220
+LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28
 
 
 def _scale_top(peak: int) -> int:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -83,6 +83,10 @@ class RevisionSchema(Schema):
 # --- Sales: GET /api/v1/publisher/sales and the dashboard's sales page -------------
 
 
+# Far enough for any sales history, and far from date.min/max (a day past those overflows).
+DATE_RANGE = (date(2000, 1, 1), date(2999, 12, 31))
+
+
 class SalesQuerySchema(Schema):
     """?from=YYYY-MM-DD&to=YYYY-MM-DD&format=json|csv; both days included, UTC.
 
@@ -93,8 +97,8 @@ class SalesQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    start = fields.Date(data_key="from", load_default=None)
-    end = fields.Date(data_key="to", load_default=None)
+    start = fields.Date(data_key="from", load_default=None, validate=validate.Range(*DATE_RANGE))
+    end = fields.Date(data_key="to", load_default=None, validate=validate.Range(*DATE_RANGE))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
 
     @post_load
@@ -200,16 +204,15 @@ class BulkPriceFormSchema(PriceFormSchema):
     )
 
 
-class ArticleFormSchema(Schema):
-    """The dashboard's article form; an empty slug means 'derive it from the title'."""
+class ArticleFormSchema(ArticleCreateSchema):
+    """The dashboard's article form; an empty slug means 'derive it from the title'.
+
+    The price is set with its own form (and the history it writes), not here.
+    """
 
     class Meta:
         unknown = EXCLUDE
-
-    title = ArticleCreateSchema._declared_fields["title"]
-    teaser = ArticleCreateSchema._declared_fields["teaser"]
-    body = ArticleCreateSchema._declared_fields["body"]
-    slug = ArticleCreateSchema._declared_fields["slug"]
+        exclude = ("price",)
 
     @pre_load
     def drop_empty_slug(self, data: dict[str, Any], **_: object) -> dict[str, Any]:

@@ -196,8 +196,15 @@ def set_default_price(amount: int, currency: str, changed_by: User | None) -> No
     """Set the price new articles get; existing articles keep theirs."""
     settings = _settings()
     if settings is None:
-        settings = PublicationSettings(id=SETTINGS_ROW_ID)
-        db.session.add(settings)
+        try:
+            with db.session.begin_nested():
+                settings = PublicationSettings(
+                    id=SETTINGS_ROW_ID, default_price_amount=amount, default_price_currency=currency
+                )
+                db.session.add(settings)
+        except IntegrityError:  # another editor created the row first; ours wins below
+            settings = db.session.get(PublicationSettings, SETTINGS_ROW_ID, populate_existing=True)
+            assert settings is not None
     settings.default_price_amount = amount
     settings.default_price_currency = currency
     settings.updated_at = utcnow()
