@@ -457,3 +457,35 @@ def test_dashboard_shows_sales_count_and_revenue(client: FlaskClient) -> None:
     assert re.search(r'class="num sales-count">2', row)
     assert "$0.78" in row
     assert "<svg" in page
+
+
+def test_dashboard_queries_do_not_grow_with_sold_verified_articles(client: FlaskClient) -> None:
+    from sqlalchemy import event
+
+    def sell_one() -> None:
+        article = make_article(price=39)
+        reader = make_user()
+        fund(reader, 100)
+        buy(reader, article)
+
+    def statements_for_dashboard() -> int:
+        count = 0
+
+        def on_execute(*_: Any) -> None:
+            nonlocal count
+            count += 1
+
+        bind = db.session.get_bind()
+        event.listen(bind, "before_cursor_execute", on_execute)
+        try:
+            assert client.get("/publisher").status_code == 200
+        finally:
+            event.remove(bind, "before_cursor_execute", on_execute)
+        return count
+
+    publisher_session(client)
+    sell_one()
+    few = statements_for_dashboard()
+    for _ in range(5):
+        sell_one()
+    assert statements_for_dashboard() == few

@@ -9,6 +9,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from dispatch_pay.catalog.markdown import normalise_text, render_markdown, text_sha256
 from dispatch_pay.errors import DomainError
@@ -240,8 +241,16 @@ def unpublish(article: Article) -> Article:
 
 
 def list_articles() -> list[Article]:
+    """Every article, newest first, with the revisions and reports its listing shows."""
     return list(
-        db.session.scalars(select(Article).order_by(Article.created_at.desc(), Article.id.desc()))
+        db.session.scalars(
+            select(Article)
+            .order_by(Article.created_at.desc(), Article.id.desc())
+            .options(
+                selectinload(Article.latest_revision).selectinload(ArticleRevision.report),
+                selectinload(Article.live_revision),
+            )
+        )
     )
 
 

@@ -12,8 +12,6 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from marshmallow import Schema, ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response as BaseResponse
 
 from dispatch_pay.accounts import services as accounts
@@ -34,7 +32,7 @@ from dispatch_pay.publisher.schemas import (
 )
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report, summary_line
 from dispatch_pay.verification.services import attach_report, verification_state
-from models import Article, ArticleRevision, User, db
+from models import Article, User
 
 bp = Blueprint("publisher", __name__, url_prefix="/publisher")
 
@@ -80,22 +78,9 @@ def _flat(value: Any) -> list[str]:
 # --- the articles table -------------------------------------------------------------
 
 
-def _all_articles() -> list[Article]:
-    return list(
-        db.session.scalars(
-            select(Article)
-            .order_by(Article.created_at.desc(), Article.id.desc())
-            .options(
-                selectinload(Article.latest_revision).selectinload(ArticleRevision.report),
-                selectinload(Article.live_revision),
-            )
-        )
-    )
-
-
 @bp.get("")
 def dashboard() -> Page:
-    articles = _all_articles()
+    articles = services.list_articles()
     figures = sales.figures_by_article(None)
     period = sales.default_period()
     daily = sales.daily_net(period)
