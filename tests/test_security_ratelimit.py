@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,43 +148,58 @@ def redis_db() -> Iterator[redis.Redis]:
     client.close()
 
 
+def token_attempt(server: AppServer, i: int) -> int:
+    request = urllib.request.Request(
+        f"{server.base}/api/v1/tokens",
+        data=f'{{"email": "u{i}@example.com", "password": "wrong"}}'.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+def server_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": migrated_database("sqlite", tmp_path),
+        "SECRET_KEY": "e2e-secret",
+        "REDIS_URL": redis_url,
+        "STRIPE_SECRET_KEY": "",
+        "STRIPE_WEBHOOK_SECRET": "",
+    }
+
+
 @pytest.mark.e2e
 def test_two_app_servers_share_the_limit_through_redis(
     redis_db: redis.Redis, tmp_path: Path, artifacts: Path
 ) -> None:
     assert REDIS_URL
-    env = {
-        "DATABASE_URL": migrated_database("sqlite", tmp_path),
-        "SECRET_KEY": "e2e-secret",
-        "REDIS_URL": REDIS_URL,
-        "STRIPE_SECRET_KEY": "",
-        "STRIPE_WEBHOOK_SECRET": "",
-    }
+    env = server_env(tmp_path, REDIS_URL)
     servers = [AppServer(artifacts, env, workers=1, name=f"limits-{i}") for i in range(2)]
-    import urllib.error
-    import urllib.request
-
-    def attempt(server: AppServer, i: int) -> int:
-        request = urllib.request.Request(
-            f"{server.base}/api/v1/tokens",
-            data=f'{{"email": "u{i}@example.com", "password": "wrong"}}'.encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return exc.code
-
     try:
         for server in servers:
             server.start()
-        statuses = [attempt(servers[i % 2], i) for i in range(10)]
+        statuses = [token_attempt(servers[i % 2], i) for i in range(10)]
         assert statuses == [401] * 10
-        assert attempt(servers[0], 10) == 429
-        assert attempt(servers[1], 11) == 429
+        assert token_attempt(servers[0], 10) == 429
+        assert token_attempt(servers[1], 11) == 429
         assert any(redis_db.scan_iter("LIMITS*")), "the counters live in Redis"
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.e2e
+def test_limits_fall_back_to_memory_when_redis_is_down(tmp_path: Path, artifacts: Path) -> None:
+    server = AppServer(
+        artifacts, server_env(tmp_path, "redis://127.0.0.1:1/0"), workers=1, name="no-redis"
+    )
+    try:
+        server.start()
+        assert [token_attempt(server, i) for i in range(10)] == [401] * 10
+        assert token_attempt(server, 10) == 429
+    finally:
+        server.stop()
