@@ -7,6 +7,7 @@ import io
 from flask import Flask
 from flask.testing import FlaskClient
 
+from dispatch_pay.extensions import limiter
 from tests.conftest import csrf_token_from
 from tests.factories import bearer, make_token, make_user
 from tests.security_support import json_error, table_counts
@@ -26,6 +27,9 @@ def test_api_refuses_an_oversized_body_with_the_contract_error(
         assert response.status_code == 413, path
         assert json_error(response)["code"] == "payload_too_large"
     assert table_counts() == before
+    # The rate limiter read the same body for its per-email key: that must not look to
+    # it like a storage failure (which would move this process's counters to memory).
+    assert limiter._storage_dead is False
 
 
 def test_webhook_refuses_an_oversized_body_with_the_contract_error(

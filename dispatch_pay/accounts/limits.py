@@ -9,6 +9,7 @@ Redis when REDIS_URL is set (shared by every app server), otherwise in process m
 from __future__ import annotations
 
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from dispatch_pay.extensions import limiter
 
@@ -19,11 +20,19 @@ SIGNUP_PER_ADDRESS = "20 per hour; 5 per minute"
 
 
 def credential_email() -> str:
-    """The email a login attempt targets, from the form or the JSON body."""
-    email = request.form.get("email") if request.form else None
-    if email is None:
-        payload = request.get_json(force=True, silent=True)
-        email = payload.get("email") if isinstance(payload, dict) else None
+    """The email a login attempt targets, from the form or the JSON body.
+
+    It must never raise: flask-limiter takes any error while evaluating limits for a
+    storage failure and moves this process's counters to memory. A body it cannot read
+    (too large, cut off) gets one shared key; the view then refuses that body itself.
+    """
+    try:
+        email = request.form.get("email") if request.form else None
+        if email is None:
+            payload = request.get_json(force=True, silent=True)
+            email = payload.get("email") if isinstance(payload, dict) else None
+    except HTTPException:
+        return "email:unreadable"
     if not isinstance(email, str) or not email.strip():
         return "email:none"
     return f"email:{email.strip().lower()[:254]}"
