@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -190,3 +191,28 @@ def test_error_pages_and_forms_escape_what_the_client_sent(client: FlaskClient) 
     response = client.post("/login", data={"email": TEASER, "password": "x", "csrf_token": token})
     assert response.status_code == 401
     assert_inert_html(response.get_data(as_text=True), "login error page")
+
+
+def test_login_never_redirects_off_site(client: FlaskClient) -> None:
+    from tests.conftest import csrf_token_from
+    from tests.factories import PASSWORD
+
+    user = make_user()
+    for target in (
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/%2F%2Fevil.example",
+    ):
+        token = csrf_token_from(client, "/login")
+        response = client.post(
+            "/login",
+            data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": target},
+        )
+        assert response.status_code == 302
+        location = response.headers["Location"]
+        # Where a browser would go: resolved against the login page, the same host.
+        resolved = urlsplit(urljoin("http://dispatch.test/login", location))
+        assert (resolved.scheme, resolved.netloc) == ("http", "dispatch.test"), (target, location)
+        client.post("/logout", data={"csrf_token": csrf_token_from(client, "/")})
