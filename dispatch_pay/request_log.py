@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+import traceback
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -54,10 +55,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def _frames(record: logging.LogRecord) -> list[str]:
-    import traceback
-
-    assert record.exc_info is not None
-    tb = record.exc_info[2]
+    tb = record.exc_info[2] if record.exc_info else None
     return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(tb)]
 
 
