@@ -10,6 +10,8 @@ from flask import Flask, Response, request
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
 from dispatch_pay.money import format_money
+from dispatch_pay.request_log import register_request_logging
+from dispatch_pay.security import register_security
 from models import User, db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(load_config(Path(app.instance_path), config))
     app.config.setdefault("DEFAULT_ARTICLE_PRICE", {"amount": 39, "currency": "usd"})
+    register_request_logging(app)  # first, so every request (even a 429) gets its id
+    register_security(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

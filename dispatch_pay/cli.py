@@ -8,11 +8,25 @@ import click
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
+from sqlalchemy.exc import OperationalError
 
 from dispatch_pay.accounts.services import ensure_publisher, issue_token
+from dispatch_pay.errors import DomainError
 from models import db
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class CouldNotRun(click.ClickException):
+    """A cron job that could not do its work (exit 2), told apart from audit's mismatch (1)."""
+
+    exit_code = 2
+
+
+def _database_down(exc: OperationalError) -> str:
+    """One line for cron mail; the driver's message may carry statement parameters."""
+    reason = type(exc.orig).__name__ if exc.orig else type(exc).__name__
+    return f"the database is unavailable ({reason})"
 
 
 def alembic_config(url: str | None = None) -> AlembicConfig:
@@ -96,6 +110,10 @@ def reconcile_command(days: int) -> None:
         lines = reconcile(gateway(), timedelta(days=days))
     except PaymentProviderUnavailable as exc:
         raise click.ClickException(f"Stripe is unavailable: {exc}") from exc
+    except DomainError as exc:  # Stripe is not configured
+        raise click.ClickException(exc.message) from exc
+    except OperationalError as exc:
+        raise click.ClickException(_database_down(exc)) from exc
     for line in lines:
         click.echo(line)
     click.echo(f"reconcile: {len(lines)} top-up(s) credited.")
@@ -103,10 +121,13 @@ def reconcile_command(days: int) -> None:
 
 @click.command("audit")
 def audit_command() -> None:
-    """Check every ledger invariant; exit 1 with a report on any mismatch."""
+    """Check every ledger invariant; exit 1 with a report on any mismatch, 2 if it cannot run."""
     from dispatch_pay.wallet.audit import audit
 
-    problems = audit()
+    try:
+        problems = audit()
+    except OperationalError as exc:
+        raise CouldNotRun(_database_down(exc)) from exc
     for line in problems:
         click.echo(line)
     if problems:

@@ -52,10 +52,16 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "SESSION_COOKIE_SECURE": production or _env_flag("SESSION_COOKIE_SECURE"),
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production or _env_flag("SESSION_COOKIE_SECURE"),
+        # Number of reverse proxies in front of the app whose X-Forwarded-* to trust.
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
         "RATELIMIT_ENABLED": True,
         "RATELIMIT_HEADERS_ENABLED": True,
+        # If Redis goes away, each process keeps limiting in its own memory rather than
+        # failing logins, sign-ups and top-ups; it returns to Redis when Redis is back.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "API_PAGE_SIZE": 20,
         "SITE_NAME": "Dispatch",
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,

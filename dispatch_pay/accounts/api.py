@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 
 from dispatch_pay.accounts import services
+from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import (
     CredentialsSchema,
     ReaderSchema,
@@ -13,21 +14,13 @@ from dispatch_pay.accounts.schemas import (
 )
 from dispatch_pay.api.auth import api_blueprint, require_user
 from dispatch_pay.errors import DomainError
-from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import load_json
 
 bp = api_blueprint("accounts_api", __name__)
 
 
-def _email_key() -> str:
-    """Rate-limit key for credential guessing against one account, from any address."""
-    payload = request.get_json(force=True, silent=True)
-    email = payload.get("email") if isinstance(payload, dict) else None
-    return f"email:{str(email).strip().lower()[:254]}" if email else "email:none"
-
-
 @bp.post("/readers")
-@limiter.limit("20 per hour; 5 per minute")
+@signup_limit
 def create_reader() -> tuple[Response, int]:
     data = load_json(CredentialsSchema())
     user = services.register_user(data["email"], data["password"])
@@ -36,8 +29,8 @@ def create_reader() -> tuple[Response, int]:
 
 
 @bp.post("/tokens")
-@limiter.limit("30 per hour; 10 per minute")
-@limiter.limit("10 per 15 minutes", key_func=_email_key)
+@login_limit
+@login_email_limit
 def create_token() -> tuple[Response, int]:
     data = load_json(TokenRequestSchema())
     user = services.authenticate(data["email"], data["password"])

@@ -10,9 +10,9 @@ from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
 from dispatch_pay.accounts import services
+from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import CredentialsSchema, LoginSchema
 from dispatch_pay.errors import DomainError
-from dispatch_pay.extensions import limiter
 
 bp = Blueprint("accounts", __name__)
 
@@ -34,7 +34,7 @@ def _form_errors(exc: ValidationError) -> dict[str, list[str]]:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-@limiter.limit("20 per hour; 5 per minute", methods=["POST"])
+@signup_limit
 def signup() -> Response | str | tuple[str, int]:
     next_url = safe_next(request.values.get("next"))
     if request.method == "GET":
@@ -64,7 +64,8 @@ def signup() -> Response | str | tuple[str, int]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("30 per hour; 10 per minute", methods=["POST"])
+@login_limit
+@login_email_limit
 def login() -> Response | str | tuple[str, int]:
     next_url = safe_next(request.values.get("next"))
     if request.method == "GET":

@@ -128,14 +128,32 @@ class StripeGateway:
         return found
 
 
+def webhook_secrets(configured: str) -> list[str]:
+    """STRIPE_WEBHOOK_SECRET may list several secrets, comma-separated, while one is rotated."""
+    return [part.strip() for part in configured.split(",") if part.strip()]
+
+
 def verify_webhook(payload: bytes, header: str | None, secret: str) -> dict[str, Any]:
-    """The event as a dict, if `Stripe-Signature` is valid and fresh; else InvalidSignature."""
+    """The event as a dict, if `Stripe-Signature` is valid and fresh for any of the
+    configured secrets (see `webhook_secrets`); else InvalidSignature."""
     try:
-        stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8"), header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
-        )
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidSignature(str(exc)) from exc
+    failure: Exception = InvalidSignature("no webhook secret configured")
+    for candidate in webhook_secrets(secret):
+        try:
+            stripe.WebhookSignature.verify_header(
+                text, header, candidate, tolerance=WEBHOOK_TOLERANCE_SECONDS
+            )
+            break
+        except stripe.SignatureVerificationError as exc:
+            failure = exc
+    else:
+        raise InvalidSignature(str(failure)) from failure
+    try:
         event = json.loads(payload)
-    except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         raise InvalidSignature(str(exc)) from exc
     if not isinstance(event, dict) or "id" not in event or "type" not in event:
         raise InvalidSignature("not a Stripe event")

@@ -1,0 +1,116 @@
+"""Structured logs: one JSON object per line on stderr, one line per request.
+
+Each request gets an id (a well-formed X-Request-ID from the proxy, or a new one), echoed
+in the response header and stamped on every log line written while it runs. A request
+line carries only method, path (never the query string), status, duration and user id:
+never a body, a header, a cookie, a token, a password or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+from sqlalchemy import inspect
+
+PACKAGE_LOGGER = "dispatch_pay"
+REQUEST_ID_HEADER = "X-Request-ID"
+# Ids a proxy may hand us; anything else (too long, odd characters) is replaced, so a
+# client cannot inject text into the logs through the header.
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+log = logging.getLogger(f"{PACKAGE_LOGGER}.request")
+
+
+def request_id() -> str | None:
+    return g.get("request_id") if has_request_context() else None
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = request_id()
+        if rid:
+            entry["request_id"] = rid
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[0] is not None:
+            # The type and the traceback's frames, not the exception's text: database
+            # errors put statement parameters (emails, token digests) into their message.
+            entry["exception"] = record.exc_info[0].__name__
+            entry["traceback"] = _frames(record)
+        return json.dumps(entry, default=str)
+
+
+def _frames(record: logging.LogRecord) -> list[str]:
+    tb = record.exc_info[2] if record.exc_info else None
+    return [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(tb)]
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (so test capture and reloaders work)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging() -> None:
+    """JSON lines on stderr for every dispatch_pay logger; idempotent."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    if any(isinstance(h, StderrHandler) for h in logger.handlers):
+        return
+    handler = StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _current_user_id() -> int | None:
+    """The caller's id without touching the database (identity of a loaded instance)."""
+    user = g.get("api_user") or g.get("_login_user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    identity = inspect(user).identity
+    return int(identity[0]) if identity else None
+
+
+def register_request_logging(app: Flask) -> None:
+    configure_logging()
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        rid = g.get("request_id") or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = rid
+        started = g.get("request_started")
+        duration = (time.perf_counter() - started) * 1000 if started else None
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration, 2) if duration is not None else None,
+            "user_id": _current_user_id(),
+            "remote_addr": request.remote_addr,
+        }
+        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        log.log(level, "request", extra={"fields": fields})
+        return response
