@@ -9,6 +9,7 @@ from flask import Flask, Response, request
 
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
+from dispatch_pay.inputs import reject_unsafe_request_text
 from dispatch_pay.money import format_money
 from models import User, db
 
@@ -27,6 +28,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
+    app.before_request(reject_unsafe_request_text)
     register_transaction_boundary(app)
     register_template_helpers(app)
     register_commands(app)
