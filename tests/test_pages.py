@@ -268,3 +268,12 @@ def test_sitemap_lists_published_articles_only(client: FlaskClient) -> None:
     for url in root.findall("./s:url", ns):
         if "/articles/" in (url.findtext("s:loc", namespaces=ns) or ""):
             assert url.findtext("s:lastmod", namespaces=ns)
+
+
+def test_tracking_parameters_do_not_break_pages(client: FlaskClient) -> None:
+    article = make_article(title="Shared on social media")
+    for url in ("/?utm_source=newsletter&fbclid=abc", f"/articles/{article.slug}?utm_medium=x"):
+        html, _ = page(client, url)
+        assert "Shared on social media" in html
+    listing = client.get("/api/v1/articles?utm_source=x")
+    assert listing.status_code == 200
