@@ -330,3 +330,19 @@ def test_create_publisher_promotes_a_reader(app: Flask, client: FlaskClient) -> 
     assert client.get("/api/v1/publisher/articles", headers=bearer(token)).status_code == 200
     # The reader's password still works: promotion without --password keeps it.
     login_browser(client, "promote@example.com")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["create-publisher", "not-an-email"],
+        ["create-publisher", "ok@example.com", "--password", "short"],
+    ],
+)
+def test_create_publisher_refuses_bad_credentials(
+    app: Flask, client: FlaskClient, args: list[str]
+) -> None:
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code != 0
+    assert db.session.query(User).count() == 0
+    assert db.session.query(ApiToken).count() == 0
