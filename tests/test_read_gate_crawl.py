@@ -309,6 +309,15 @@ def test_entitled_reader_reads_full_text_and_report(
     urls = crawl_urls(app.url_map, scene)
     assert_no_leak(visit_all(client, urls, headers), never_readable(scene))
 
+    # What the owner was shown is not served to anyone else afterwards (no cache, no
+    # shared state): a visitor and another reader crawl again and find nothing.
+    stranger = make_user()
+    for other, other_headers in (
+        (app.test_client(), {}),
+        (app.test_client(), bearer(make_token(stranger))),
+    ):
+        assert_no_leak(visit_all(other, urls, other_headers), paid_secrets(scene))
+
 
 def test_crawl_refuses_a_route_it_cannot_fill(client: FlaskClient) -> None:
     scene = build_scene()
