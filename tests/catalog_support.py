@@ -32,7 +32,7 @@ def assert_error(response: TestResponse, status: int, code: str | None = None) -
     assert isinstance(error, dict), body
     assert isinstance(error.get("code"), str) and re.fullmatch(r"[a-z][a-z0-9_]*", error["code"])
     assert isinstance(error.get("message"), str) and error["message"]
-    assert isinstance(error.get("fields", {}), dict)
+    assert isinstance(error.get("fields"), dict), body  # always present, {} when no field
     if code is not None:
         assert error["code"] == code, body
     return body
