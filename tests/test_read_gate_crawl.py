@@ -160,6 +160,8 @@ def visit_all(
             response.get_data()  # read the whole body (static files stream)
             response.close()
             assert response.status_code < 500, (url, response.status_code)
+            if url.startswith("/api/") and response.status_code >= 400:
+                assert_error(response, response.status_code)  # the contract's error shape
             yield f"{url} [{accept}]", response
 
 
