@@ -9,7 +9,7 @@ from flask import Flask, Response, request
 
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
-from dispatch_pay.inputs import reject_unsafe_request_text
+from dispatch_pay.inputs import DatabaseIdConverter, reject_unsafe_request_text
 from dispatch_pay.money import format_money
 from models import User, db
 
@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_config(Path(app.instance_path), config))
     app.config.setdefault("DEFAULT_ARTICLE_PRICE", {"amount": 39, "currency": "usd"})
     register_extensions(app)
+    app.url_map.converters["int"] = DatabaseIdConverter
     register_blueprints(app)
     register_errorhandlers(app)
     app.before_request(reject_unsafe_request_text)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import request
 from marshmallow import Schema, ValidationError
+from werkzeug.routing import IntegerConverter, Map
 
 from dispatch_pay.errors import DomainError, invalid_fields
 
@@ -102,3 +103,16 @@ def load(schema: Schema, data: Any, *, partial: bool | None = None) -> dict[str,
 
 def load_query(schema: Schema) -> dict[str, Any]:
     return load(schema, request.args.to_dict())
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:…>` in our URLs: a positive id that fits an INTEGER column.
+
+    Larger numbers would overflow the database driver (a 500); here they match no
+    route, a 404.
+    """
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)

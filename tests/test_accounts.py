@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.routing import IntegerConverter
 from werkzeug.security import check_password_hash
 
 from dispatch_pay.accounts.schemas import PASSWORD_MIN_LENGTH
@@ -141,7 +142,7 @@ def form_post_routes(app: Flask) -> list[str]:
         if rule.rule.startswith(("/api/", "/webhooks/")):
             continue
         values = {
-            name: 1 if type(rule._converters[name]).__name__ in ("IntegerConverter",) else "x"
+            name: 1 if isinstance(rule._converters[name], IntegerConverter) else "x"
             for name in rule.arguments
         }
         urls.append(adapter.build(rule.endpoint, values, method="POST"))

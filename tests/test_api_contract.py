@@ -603,3 +603,13 @@ def test_arbitrary_bytes_never_500(client: FlaskClient, publisher_token: str, ra
         assert response.status_code < 500
         if response.status_code >= 400:
             assert_error(response, response.status_code)
+
+
+@pytest.mark.parametrize("token_id", ["2147483648", "99999999999999999999999", "0"])
+def test_ids_beyond_the_database_are_404(
+    client: FlaskClient, reader_token: str, token_id: str
+) -> None:
+    response = client.delete(f"/api/v1/tokens/{token_id}", headers=bearer(reader_token))
+    assert_error(response, 404, "not_found")
+    refund = client.post(f"/api/v1/purchases/{token_id}/refund", headers=bearer(reader_token))
+    assert_error(refund, 404)
