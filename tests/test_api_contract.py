@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask.testing import FlaskClient
@@ -613,3 +614,30 @@ def test_ids_beyond_the_database_are_404(
     assert_error(response, 404, "not_found")
     refund = client.post(f"/api/v1/purchases/{token_id}/refund", headers=bearer(reader_token))
     assert_error(refund, 404)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    slug=st.text(st.characters(exclude_categories=()), min_size=1, max_size=40),
+    query=st.text(max_size=20),
+)
+def test_arbitrary_paths_and_queries_never_500(
+    client: FlaskClient, publisher_token: str, slug: str, query: str
+) -> None:
+    quoted = quote(slug.encode("utf-8", "surrogatepass"), safe="")
+    for url in (
+        f"/api/v1/articles/{quoted}",
+        f"/articles/{quoted}",
+        f"/api/v1/articles?page={quote(query)}",
+        f"/?page={quote(query)}&{quote(query)}=1",
+    ):
+        response = client.get(url, headers=bearer(publisher_token))
+        assert response.status_code < 500, (url, response.status_code)
+        if url.startswith("/api/") and response.status_code >= 400:
+            assert_error(response, response.status_code)
+    patch = client.patch(
+        f"/api/v1/articles/{quoted}", json={"title": "x"}, headers=bearer(publisher_token)
+    )
+    assert patch.status_code < 500
