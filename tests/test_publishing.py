@@ -249,3 +249,22 @@ def test_a_new_report_replaces_the_old_one_for_the_same_text(pipeline: Pipeline)
     pipeline.verify(slug, "weak")  # the verifier looked again at the same text
     assert pipeline.publish(slug).status_code == 200
     assert db.session.query(VerificationReport).count() == 1
+
+
+def test_undoing_an_edit_brings_back_the_checked_text(
+    client: FlaskClient, pipeline: Pipeline
+) -> None:
+    slug = pipeline.create("Checked words.", price={"amount": 0, "currency": "usd"})
+    pipeline.verify(slug, "supported")
+    pipeline.publish(slug)
+    pipeline.edit(slug, body="Unchecked words.")
+    assert_error(pipeline.publish(slug), 409, "verification_stale")
+    # Back to exactly the checked text: its report (bound to that hash) applies again.
+    pipeline.edit(slug, body="Checked words.")
+    assert pipeline.publish(slug).status_code == 200
+    revisions = pipeline.revisions(slug)
+    assert [(r["number"], r["live"], r["verified"]) for r in revisions] == [
+        (2, False, False),
+        (1, True, True),
+    ]
+    assert "Checked words." in public_text(client, slug)
