@@ -9,6 +9,7 @@ from flask import Flask, Response, request
 
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
+from dispatch_pay.inputs import DatabaseIdConverter, reject_unsafe_request_text
 from dispatch_pay.money import format_money
 from dispatch_pay.request_log import register_request_logging
 from dispatch_pay.security import register_security
@@ -29,8 +30,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_request_logging(app)  # first, so every request (even a 429) gets its id
     register_security(app)
     register_extensions(app)
+    app.url_map.converters["int"] = DatabaseIdConverter
     register_blueprints(app)
     register_errorhandlers(app)
+    app.before_request(reject_unsafe_request_text)
     register_transaction_boundary(app)
     register_template_helpers(app)
     register_commands(app)

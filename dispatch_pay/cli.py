@@ -81,11 +81,29 @@ def _ensure_sqlite_directory() -> None:
 @click.option("--token-name", default="Pipeline", show_default=True)
 def create_publisher(email: str, password: str | None, token_name: str) -> None:
     """Create (or promote) a publisher; print a new API token as the last line."""
+    _check_credentials(email, password)
     user = ensure_publisher(email, password)
     issued = issue_token(user, token_name)
     db.session.commit()
     click.echo(f"Publisher {user.email} (id {user.id}) is ready. API token:")
     click.echo(issued.secret)
+
+
+def _check_credentials(email: str, password: str | None) -> None:
+    """The same rules as sign-up: a real email, and a password of the minimum length."""
+    from marshmallow import ValidationError
+
+    from dispatch_pay.accounts.schemas import CredentialsSchema
+
+    try:
+        CredentialsSchema().load({"email": email, "password": password or "x" * 64})
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"": exc.messages}
+        raise click.BadParameter(
+            "; ".join(
+                f"{field}: {' '.join(map(str, errors))}" for field, errors in messages.items()
+            )
+        ) from exc
 
 
 @click.command("seed-demo")

@@ -220,7 +220,8 @@ Each claim gets one of four verdicts: **supported**, **weak**, **unverified** or
 **contradicted**. Only the last one stops a dispatch from being published.
 
 Weak and unverified claims are published, and we show them to you as such at the end of
-the dispatch. We would rather tell you what we could not confirm than quietly cut it.
+the dispatch. We would rather tell you what we could not confirm than quietly cut it, and
+readers tell us they trust a dispatch more when it marks what could not be confirmed.
 """,
         "claims": [
             _claim(
@@ -241,6 +242,13 @@ the dispatch. We would rather tell you what we could not confirm than quietly cu
                 "https://dispatch.example/pipeline-log",
                 "Pipeline log",
                 "The log covers dispatches since the current pipeline went live.",
+            ),
+            _claim(
+                "Readers trust a dispatch more when it marks what could not be confirmed.",
+                "unverified",
+                "https://dispatch.example/reader-survey",
+                "Reader survey",
+                "Our own survey; its results are not published yet.",
             ),
         ],
     },

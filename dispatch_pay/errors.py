@@ -35,9 +35,8 @@ class DomainError(Exception):
         self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.fields:
-            error["fields"] = self.fields
+        # `fields` is always there ({} when no field is at fault): clients need not probe.
+        error: dict[str, Any] = {"code": self.code, "message": self.message, "fields": self.fields}
         return {"error": error, **self.extra}
 
 

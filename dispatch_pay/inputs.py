@@ -6,25 +6,93 @@ from typing import Any
 
 from flask import request
 from marshmallow import Schema, ValidationError
+from werkzeug.routing import IntegerConverter, Map
 
 from dispatch_pay.errors import DomainError, invalid_fields
+
+# Deeper than any schema of ours; stops absurd nesting before it costs a stack.
+MAX_JSON_DEPTH = 32
+UNSAFE_TEXT = "Contains characters that are not allowed (NUL or unpaired surrogates)."
+
+
+def _malformed(message: str = "The body must be a JSON object.") -> DomainError:
+    return DomainError("malformed_body", message, status=400)
 
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object; a 400 for anything that is not one."""
     if not request.get_data(cache=True):
         return {}
-    payload = request.get_json(force=True, silent=True)
+    try:
+        payload = request.get_json(force=True, silent=True)
+    except RecursionError as exc:  # json.loads gives up on very deep nesting
+        raise _malformed("The body is nested too deeply.") from exc
     if not isinstance(payload, dict):
-        raise DomainError("malformed_body", "The body must be a JSON object.", status=400)
+        raise _malformed()
+    bad = unsafe_text_fields(payload)
+    if bad:
+        raise invalid_fields(bad, "Some fields contain characters that are not allowed.")
     return payload
 
 
-def load_json(schema: Schema, *, partial: bool = False) -> dict[str, Any]:
+def is_safe_text(text: str) -> bool:
+    """Text every database stores: no NUL (PostgreSQL refuses it) and valid Unicode."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
+        return False
+    return True
+
+
+def unsafe_text_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """The fields (nested like marshmallow's errors) whose strings are not safe text.
+
+    Walks the body without recursion; a 400 for nesting deeper than MAX_JSON_DEPTH or
+    for keys that are not safe text (they cannot be named back to the client).
+    """
+    bad: dict[str, Any] = {}
+    stack: list[tuple[tuple[str, ...], Any]] = [((), payload)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise _malformed("The body is nested too deeply.")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not is_safe_text(key):
+                    raise _malformed("The body has a key that is not valid text.")
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, str(i)), item) for i, item in enumerate(value))
+        elif isinstance(value, str) and not is_safe_text(value):
+            node = bad
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = [UNSAFE_TEXT]
+    return bad
+
+
+def reject_unsafe_request_text() -> None:
+    """Before every request: a NUL in the path, query or form is a 400, never a 500."""
+    values = [request.path, *request.args.keys(), *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [*request.form.keys(), *request.form.values()]
+    if not all(is_safe_text(v) for v in values):
+        raise DomainError("malformed_request", "The request contains a NUL character.", status=400)
+
+
+def not_blank(value: str) -> None:
+    """A validator for text that must say something: whitespace alone is refused."""
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+def load_json(schema: Schema, *, partial: bool | None = None) -> dict[str, Any]:
     return load(schema, json_body(), partial=partial)
 
 
-def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
+def load(schema: Schema, data: Any, *, partial: bool | None = None) -> dict[str, Any]:
     try:
         result: dict[str, Any] = schema.load(data, partial=partial)
     except ValidationError as exc:
@@ -35,3 +103,16 @@ def load(schema: Schema, data: Any, *, partial: bool = False) -> dict[str, Any]:
 
 def load_query(schema: Schema) -> dict[str, Any]:
     return load(schema, request.args.to_dict())
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:…>` in our URLs: a positive id that fits an INTEGER column.
+
+    Larger numbers would overflow the database driver (a 500); here they match no
+    route, a 404.
+    """
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from flask import Flask
+from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import scoped_session, sessionmaker
@@ -69,6 +69,20 @@ def test_config(url: str, **extra: Any) -> dict[str, Any]:
     return config
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose every request starts with an empty `g`.
+
+    Tests hold an app context open, and Flask reuses it for each request, so `g` (the
+    flask-login user, the CSRF token) would leak from one request, and one client, into
+    the next. In production each request has its own app context; so here.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            vars(g._get_current_object()).clear()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -83,7 +97,9 @@ def backend(
 @pytest.fixture(scope="session")
 def app(backend: tuple[str, Engine]) -> Flask:
     _kind, engine = backend
-    return create_app(test_config(str(engine.url.render_as_string(hide_password=False))))
+    app = create_app(test_config(str(engine.url.render_as_string(hide_password=False))))
+    app.test_client_class = IsolatedClient
+    return app
 
 
 @pytest.fixture()
@@ -134,7 +150,7 @@ def localstripe(artifacts: Path) -> Iterator[LocalStripe]:
 def stripe_app(backend: tuple[str, Engine], localstripe: LocalStripe) -> Flask:
     """The app with Stripe keys, talking to localstripe as a separate process."""
     _kind, engine = backend
-    return create_app(
+    app = create_app(
         test_config(
             engine.url.render_as_string(hide_password=False),
             STRIPE_SECRET_KEY="sk_test_dispatch",
@@ -143,6 +159,8 @@ def stripe_app(backend: tuple[str, Engine], localstripe: LocalStripe) -> Flask:
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         )
     )
+    app.test_client_class = IsolatedClient
+    return app
 
 
 @pytest.fixture()

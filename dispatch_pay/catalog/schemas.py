@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import url_for
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from dispatch_pay.money import MoneySchema
 from dispatch_pay.verification.schemas import (
@@ -66,6 +66,10 @@ class ArticleListSchema(Schema):
 
 
 class PageQuerySchema(Schema):
+    class Meta:
+        # Links from newsletters and social sites add ?utm_source=… and the like.
+        unknown = EXCLUDE
+
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 

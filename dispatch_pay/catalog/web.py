@@ -66,10 +66,11 @@ def article_page(slug: str) -> str:
     if access is Access.HIDDEN:
         abort(404)
     teaser = TeaserSchema().dump(article)
+    # Two templates: the locked one is never handed the full article.
     full = FullArticleSchema().dump(article) if access is Access.FULL else None
     offer = None if full else paywall_offer(viewer, article)
     return render_template(
-        "article.html",
+        "article_full.html" if full else "article_teaser.html",
         article=teaser,
         full=full,
         free=article.is_free,

@@ -34,7 +34,7 @@ def create_article() -> tuple[Response, int]:
 def update_article(slug: str) -> Response:
     editor = require_publisher()
     article = find_article(slug)
-    data = load_json(ArticlePatchSchema(), partial=True)
+    data = load_json(ArticlePatchSchema())
     services.update_article(article, data, editor)
     return jsonify(ArticleAdminSchema().dump(article))
 

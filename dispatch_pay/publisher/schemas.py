@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from dispatch_pay.catalog.schemas import TeaserSchema
+from dispatch_pay.inputs import not_blank
 from dispatch_pay.money import CURRENCIES, MAX_ARTICLE_PRICE, MoneySchema, PriceSchema
 from dispatch_pay.publisher.sales import (
     DEFAULT_PERIOD_DAYS,
@@ -24,7 +25,7 @@ BODY_MAX_LENGTH = 200_000
 
 
 class ArticleCreateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=200), not_blank])
     slug = fields.String(
         validate=[
             validate.Length(min=1, max=120),
@@ -33,13 +34,22 @@ class ArticleCreateSchema(Schema):
             ),
         ]
     )
-    teaser = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    body = fields.String(required=True, validate=validate.Length(min=1, max=BODY_MAX_LENGTH))
+    teaser = fields.String(required=True, validate=[validate.Length(min=1, max=2000), not_blank])
+    body = fields.String(
+        required=True, validate=[validate.Length(min=1, max=BODY_MAX_LENGTH), not_blank]
+    )
     price = fields.Nested(PriceSchema)
 
 
 class ArticlePatchSchema(ArticleCreateSchema):
-    """Every field optional; only those sent change."""
+    """Every field optional; only those sent change.
+
+    Partial by field name, not `partial=True`: that would reach into the nested price
+    and accept {"amount": 39} without a currency.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(partial=("title", "slug", "teaser", "body", "price"), **kwargs)
 
 
 class ArticleAdminSchema(TeaserSchema):

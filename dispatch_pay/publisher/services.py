@@ -123,12 +123,28 @@ def update_article(article: Article, data: dict[str, Any], editor: User | None) 
     if "price" in data:
         set_price(article, data["price"]["amount"], data["price"]["currency"], editor)
     if "body" in data:
+        digest = text_sha256(data["body"])
         latest = article.latest_revision
-        if latest is None or latest.body_sha256 != text_sha256(data["body"]):
-            _add_revision(article, data["body"], editor)
+        if latest is None or latest.body_sha256 != digest:
+            # Back to a text this article already had (an edit undone): that revision,
+            # and the report bound to its hash, become current again.
+            earlier = _revision_with_hash(article, digest)
+            if earlier is not None:
+                article.latest_revision = earlier
+            else:
+                _add_revision(article, data["body"], editor)
     article.updated_at = utcnow()
     db.session.flush()
     return article
+
+
+def _revision_with_hash(article: Article, digest: str) -> ArticleRevision | None:
+    return db.session.scalar(
+        select(ArticleRevision)
+        .where(ArticleRevision.article_id == article.id, ArticleRevision.body_sha256 == digest)
+        .order_by(ArticleRevision.number.desc())
+        .limit(1)
+    )
 
 
 def set_price(article: Article, amount: int, currency: str, changed_by: User | None) -> bool:

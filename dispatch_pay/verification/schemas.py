@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from dispatch_pay.inputs import not_blank
 from models import VERDICTS, VerificationReport
+
+# Reports are dated; anything outside these years is a client mistake.
+CHECK_YEARS = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 class SourceSchema(Schema):
@@ -19,7 +24,7 @@ class ClaimSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    claim = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    claim = fields.String(required=True, validate=[validate.Length(min=1, max=2000), not_blank])
     verdict = fields.String(
         required=True, validate=validate.OneOf(VERDICTS, error="Must be one of: {choices}.")
     )
@@ -29,9 +34,21 @@ class ClaimSchema(Schema):
     note = fields.String(load_default="", allow_none=True, validate=validate.Length(max=4000))
 
 
+def plausible_check_time(value: datetime) -> None:
+    """A check happened in this century; offsets that overflow UTC are refused too."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValidationError("Not a valid date and time.") from exc
+    if not CHECK_YEARS[0] <= utc < CHECK_YEARS[1]:
+        raise ValidationError("Must be a time between 2000 and 2099.")
+
+
 class ReportInputSchema(Schema):
-    verifier = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    checked_at = fields.AwareDateTime(required=True, default_timezone=None)
+    verifier = fields.String(required=True, validate=[validate.Length(min=1, max=200), not_blank])
+    checked_at = fields.AwareDateTime(
+        required=True, default_timezone=None, validate=plausible_check_time
+    )
     claims = fields.List(
         fields.Nested(ClaimSchema), required=True, validate=validate.Length(min=1, max=500)
     )
