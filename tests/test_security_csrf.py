@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from flask import Flask, url_for
 from flask.testing import FlaskClient
+from werkzeug.routing import IntegerConverter
 
 from models import Article
 from tests.conftest import csrf_token_from
@@ -27,7 +28,7 @@ def html_form_routes(app: Flask, article: Article) -> list[tuple[str, str]]:
             continue
         args: dict[str, Any] = {}
         for name, converter in rule._converters.items():
-            args[name] = 1 if type(converter).__name__ == "IntegerConverter" else article.slug
+            args[name] = 1 if isinstance(converter, IntegerConverter) else article.slug
         for method in sorted((rule.methods or set()) - SAFE):
             with app.test_request_context():
                 found.append((method, url_for(rule.endpoint, **args)))
