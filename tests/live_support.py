@@ -26,7 +26,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import scoped_session, sessionmaker
 
+from models import db
 from models.base import build_engine
 from tests.servers import ROOT, AppServer, LocalStripe
 from tests.stripe_support import WEBHOOK_SECRET
@@ -75,6 +77,22 @@ def private_database(tmp_dir: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@contextmanager
+def committing_sessions(url: str, pool_size: int = 32) -> Iterator[Engine]:
+    """Point the app's `db` at a database for real: one session (and connection) per
+    thread, each committing, as under gunicorn. Restores the previous binding after."""
+    engine = build_engine(url, pool_size=pool_size, max_overflow=0)
+    previous_engine, previous_session = db.engine, db.session
+    db.engine = engine
+    db.session = scoped_session(sessionmaker(bind=engine, expire_on_commit=False))
+    try:
+        yield engine
+    finally:
+        db.session.remove()
+        engine.dispose()
+        db.engine, db.session = previous_engine, previous_session
 
 
 def flask_command(database_url: str, *args: str, **env: str) -> str:

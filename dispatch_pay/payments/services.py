@@ -163,6 +163,14 @@ def _replayed_failure(topup: TopUp) -> DomainError:
 
 def submit_topup(topup_id: int, payment_method: str | None) -> TopUp:
     """Ask Stripe for the PaymentIntent and apply what it answered."""
+    return apply_intent(request_intent(topup_id, payment_method))
+
+
+def request_intent(topup_id: int, payment_method: str | None) -> Intent:
+    """Create (and with a payment method, confirm) the top-up's PaymentIntent at Stripe.
+
+    Failures are recorded on the top-up and raised as the contract's errors.
+    """
     topup = db.session.get(TopUp, topup_id)
     assert topup is not None
     user_id, buy_article_id = topup.user_id, topup.buy_article_id
@@ -192,7 +200,7 @@ def submit_topup(topup_id: int, payment_method: str | None) -> TopUp:
         log.warning("stripe unavailable for top-up %s: %s", topup.id, type(exc).__name__)
         _record_failure(topup.id, "provider_unavailable", None)
         raise provider_unavailable() from exc
-    return apply_intent(intent)
+    return intent
 
 
 def _record_failure(topup_id: int, code: str, payment_intent_id: str | None) -> None:
