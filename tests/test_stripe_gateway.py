@@ -149,6 +149,7 @@ def test_every_payment_intent_is_pinned_keyed_and_tagged(
         "metadata[dispatch_reader]": [str(reader.id)],
         "metadata[dispatch_purpose]": ["wallet_topup"],
         "metadata[dispatch_topup]": [str(topup.id)],
+        "metadata[dispatch_ref]": [topup.reference],
         "metadata[dispatch_article]": [article.slug],
     }
 
