@@ -123,3 +123,19 @@ def test_a_top_up_of_someone_else_is_not_shown(
     html = done.get_data(as_text=True)
     assert "We could not find that payment." in html
     assert "$5.00 added" not in html
+
+
+def test_the_wallet_does_not_offer_to_buy_what_the_reader_owns(
+    stripe_client: FlaskClient,
+) -> None:
+    article = make_article(price=39)
+    reader = make_user()
+    fund(reader, 100)
+    log_in(stripe_client, reader)
+    token = csrf_token_from(stripe_client, f"/articles/{article.slug}")
+    stripe_client.post(f"/articles/{article.slug}/buy", data={"csrf_token": token})
+
+    wallet = stripe_client.get(f"/wallet?buy={article.slug}").get_data(as_text=True)
+    assert "is bought for you straight away" not in wallet
+    assert 'data-buy=""' in wallet
+    assert "Pay $5.00</button>" in wallet

@@ -31,7 +31,8 @@ def wallet_page() -> str:
     if buy_slug:
         try:
             article = find_article(buy_slug)
-            if article.is_published and not article.is_free:
+            owned = wallet_services.active_purchase(current_user.id, article.id) is not None
+            if article.is_published and not article.is_free and not owned:
                 buy = {
                     "slug": article.slug,
                     "title": article.title,
