@@ -139,3 +139,23 @@ def test_the_wallet_does_not_offer_to_buy_what_the_reader_owns(
     assert "is bought for you straight away" not in wallet
     assert 'data-buy=""' in wallet
     assert "Pay $5.00</button>" in wallet
+
+
+def test_the_history_names_the_dispatch_each_purchase_was_for(client: FlaskClient) -> None:
+    article = make_article(title="Night trains return", price=39)
+    reader = make_user()
+    fund(reader, 100)
+    token = make_token(reader)
+    assert (
+        client.post(f"/api/v1/articles/{article.slug}/purchase", headers=bearer(token)).status_code
+        == 201
+    )
+
+    entries = client.get("/api/v1/wallet", headers=bearer(token)).json["entries"]
+    assert [(e["kind"], e.get("article")) for e in entries] == [
+        ("purchase", {"slug": article.slug, "title": "Night trains return"}),
+        ("adjustment", None),
+    ]
+    log_in(client, reader)
+    page = client.get("/wallet").get_data(as_text=True)
+    assert f'Purchase: <a href="/articles/{article.slug}">Night trains return</a>' in page

@@ -25,7 +25,8 @@ def wallet_page() -> str:
     if currency not in CURRENCIES:
         currency = "usd"
     wallet = ledger.find_wallet(current_user.id, currency)
-    view = wallet_view(wallet, currency, ledger.entries(wallet) if wallet else [])
+    entries = ledger.entries(wallet) if wallet else []
+    view = wallet_view(wallet, currency, entries, ledger.purchased_articles(entries))
     buy_slug = request.args.get("buy")
     buy = None
     if buy_slug:
