@@ -133,3 +133,31 @@ def test_a_declined_card_gets_a_clear_message_and_another_card_works(
     fill_card(page, CARD_OK)
     page.get_by_role("button", name="Pay $5.00").click()
     expect(page.locator("#wallet-balance")).to_have_text("$5.00")
+
+
+def test_pressing_pay_again_after_a_lost_answer_charges_once(
+    page: Any, live_site: LiveSite
+) -> None:
+    """The server charged the card but its answer never reached the browser."""
+    sign_up(page, live_site, next_path="/wallet")
+    lost: list[str] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        if lost:
+            route.continue_()
+            return
+        answer = route.fetch()  # the request reaches the app, which charges the card...
+        lost.append(answer.json()["topup"]["id"])
+        route.abort("connectionreset")  # ...and the browser never hears back
+
+    page.route("**/api/v1/wallet/topups", lose_the_first_answer)
+    fill_card(page, CARD_OK)
+    page.get_by_role("button", name="Pay $5.00").click()
+    expect(page.locator("#topup-message")).to_contain_text("you will not be charged twice")
+
+    page.get_by_role("button", name="Pay $5.00").click()
+    expect(flash(page)).to_have_text("$5.00 added to your wallet.")
+    expect(page.locator("#wallet-balance")).to_have_text("$5.00")
+    expect(page.locator(".ledger tbody tr")).to_have_count(1)
+    assert page.url.endswith("/wallet?currency=usd")
+    assert len(lost) == 1
