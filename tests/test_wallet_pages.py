@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask.testing import FlaskClient
 
+from dispatch_pay import create_app
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import ENTRY_ADJUSTMENT, User, db
 from tests.conftest import csrf_token_from
+from tests.conftest import test_config as app_config
 from tests.factories import PASSWORD, bearer, make_article, make_token, make_user
 from tests.servers import LocalStripe
 from tests.stripe_support import card_payment_method
@@ -159,3 +163,27 @@ def test_the_history_names_the_dispatch_each_purchase_was_for(client: FlaskClien
     log_in(client, reader)
     page = client.get("/wallet").get_data(as_text=True)
     assert f'Purchase: <a href="/articles/{article.slug}">Night trains return</a>' in page
+
+
+def test_a_secret_key_without_a_publishable_key_offers_no_top_up(
+    backend: Any, client: FlaskClient, localstripe: LocalStripe
+) -> None:
+    """Stripe.js needs the publishable key: without it no card form can work."""
+    _kind, engine = backend
+    app = create_app(
+        app_config(
+            engine.url.render_as_string(hide_password=False),
+            STRIPE_SECRET_KEY="sk_test_only",
+            STRIPE_API_BASE=localstripe.base,
+        )
+    )
+    with app.app_context():
+        article = make_article(price=39)
+        reader = make_user()
+        browser = app.test_client()
+        log_in(browser, reader)
+        paywall = browser.get(f"/articles/{article.slug}").get_data(as_text=True)
+        wallet = browser.get("/wallet").get_data(as_text=True)
+    assert "Buying is not available right now" in paywall
+    assert "Top up" not in paywall
+    assert "Top-ups are not available right now" in wallet

@@ -18,6 +18,18 @@ from models import Article, TopUp, db
 bp = Blueprint("wallet", __name__)
 
 
+def card_payments_enabled() -> bool:
+    """Top-ups need both Stripe keys: the secret one here, the publishable one for Stripe.js."""
+    gateway = current_app.extensions.get("payment_gateway")
+    return gateway is not None and bool(gateway.publishable_key())
+
+
+@bp.app_context_processor
+def _payments_in_templates() -> dict[str, bool]:
+    # Every page that offers a top-up (the paywall, the wallet) asks the same question.
+    return {"card_payments": card_payments_enabled()}
+
+
 @bp.get("/wallet")
 @login_required
 def wallet_page() -> str:
@@ -53,7 +65,7 @@ def wallet_page() -> str:
         presets=presets,
         selected=selected,
         buy=buy,
-        payments_enabled=gateway is not None and bool(gateway.publishable_key()),
+        payments_enabled=card_payments_enabled(),
         publishable_key=gateway.publishable_key() if gateway else None,
         stripe_js_url=gateway.js_url() if gateway else None,
     )
