@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALSTRIPE_PORT = 8420
+# 8420 is localstripe's own default; the variable lets two checkouts (or a test) run side by side.
+LOCALSTRIPE_PORT = int(os.environ.get("LOCALSTRIPE_PORT") or 8420)
 TEST_CARD = "4242 4242 4242 4242"
 FLASK_RUN = [sys.executable, "-m", "flask", "--app", "app", "run"]
 
