@@ -14,7 +14,7 @@ import argparse
 import atexit
 import os
 import secrets
-import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,8 +24,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALSTRIPE_PORT = 8420
+# 8420 is localstripe's own default; the variable lets two checkouts (or a test) run side by side.
+LOCALSTRIPE_PORT = int(os.environ.get("LOCALSTRIPE_PORT") or 8420)
 TEST_CARD = "4242 4242 4242 4242"
+FLASK_RUN = [sys.executable, "-m", "flask", "--app", "app", "run"]
 
 
 def _flask(*args: str, env: dict[str, str]) -> None:
@@ -53,16 +55,29 @@ def _wait_for(url: str, seconds: float = 20) -> bool:
     return False
 
 
+# localstripe's own entry point listens on every interface and reloads the state that
+# every localstripe on the machine dumps into /tmp/localstripe.pickle (test runs
+# included: `reconcile` would then credit their PaymentIntents to demo readers whose
+# ids merely match). So run its app ourselves: loopback only, starting empty.
+LOCALSTRIPE_ON_LOOPBACK = """
+import sys
+from aiohttp import web
+from localstripe.server import app
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
 def start_localstripe(env: dict[str, str], app_url: str) -> None:
     """Start localstripe (unless one already listens), configure keys, register the webhook."""
     base = f"http://127.0.0.1:{LOCALSTRIPE_PORT}"
     if not _answers(f"{base}/js.stripe.com/v3/"):
-        binary = shutil.which("localstripe") or str(Path(sys.executable).parent / "localstripe")
         log = (ROOT / "instance" / "localstripe.log").open("ab")
-        proc = subprocess.Popen(  # noqa: S603 - our own dependency's entry point
-            [binary, "--port", str(LOCALSTRIPE_PORT)], stdout=log, stderr=subprocess.STDOUT
+        proc = subprocess.Popen(  # noqa: S603 - fixed command line, no user input
+            [sys.executable, "-c", LOCALSTRIPE_ON_LOOPBACK, str(LOCALSTRIPE_PORT)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        atexit.register(proc.terminate)
+        atexit.register(_stop, proc)
         if not _wait_for(f"{base}/js.stripe.com/v3/"):
             sys.exit("localstripe did not start; see instance/localstripe.log")
     webhook_secret = env.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
@@ -114,26 +129,27 @@ def main() -> None:
         print("  Payments: Stripe with the keys from the environment")
     print("=" * 68 + "\n", flush=True)
     server = subprocess.Popen(  # noqa: S603 - fixed command line
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "app",
-            "run",
-            "--host",
-            options.host,
-            "--port",
-            str(options.port),
-        ],
+        [*FLASK_RUN, "--host", options.host, "--port", str(options.port)],
         cwd=ROOT,
         env=env,
     )
+    # `kill` (SIGTERM) stops everything too, not only Ctrl-C: exit through the handlers.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     try:
         server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait()
+        pass
+    finally:
+        _stop(server)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

@@ -143,6 +143,10 @@ class TopUp(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    # Random, repeated in the PaymentIntent's metadata (dispatch_ref): a PaymentIntent
+    # made by another deployment sharing the Stripe account cannot match it by chance,
+    # as reader and top-up ids can. None for rows made for PaymentIntents without one.
+    reference: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(32), default="requires_payment_method")

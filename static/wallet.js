@@ -1,46 +1,113 @@
 // Wallet top-up: Stripe's card form, our API, 3-D Secure when the bank asks for it.
+//
+// The card number goes from Stripe's element straight to Stripe; our API only sees the
+// PaymentMethod id. Once the top-up is credited the page moves on by itself to
+// /wallet/topups/<id>/done, which says what happened (and shows the article when the
+// top-up was made to buy one).
 (function () {
   "use strict";
   var form = document.getElementById("topup-form");
-  if (!form || typeof Stripe === "undefined") { return; }
+  if (!form) { return; }
+  var message = document.getElementById("topup-message");
+  var button = document.getElementById("topup-submit");
+
+  function say(text, kind) {
+    message.textContent = text;
+    message.className = "topup-message" + (kind ? " " + kind : "");
+  }
+
+  if (typeof Stripe === "undefined") {
+    // Stripe.js is loaded from Stripe; a blocker or a network problem keeps it away.
+    button.disabled = true;
+    say("The card form could not load. Check your connection (or allow js.stripe.com " +
+        "in your blocker) and reload the page.", "error");
+    return;
+  }
+
   var stripe = Stripe(form.dataset.publishableKey);
   var card = stripe.elements().create("card");
   card.mount("#card-element");
   var csrf = document.querySelector('meta[name="csrf-token"]').content;
-  var message = document.getElementById("topup-message");
-  var button = document.getElementById("topup-submit");
+  var buying = Boolean(form.dataset.buy);
 
-  function say(text) { message.textContent = text; }
+  card.on("change", function (event) {
+    // Real Stripe.js reports an invalid number as the person types; localstripe's does not.
+    if (event && event.error) { say(event.error.message, "error"); } else { say(""); }
+  });
+
+  function selectedAmount() { return form.querySelector('input[name="amount"]:checked'); }
+
+  function label() {
+    var checked = selectedAmount();
+    var amount = checked ? checked.dataset.label : "";
+    button.textContent = "Pay " + amount + (buying ? " and read" : "");
+  }
+  form.addEventListener("change", function (event) {
+    if (event.target && event.target.name === "amount") { label(); pending = null; }
+  });
+  label();
 
   function newKey() {
     if (window.crypto && window.crypto.randomUUID) { return window.crypto.randomUUID(); }
     return String(Date.now()) + "-" + String(Math.random()).slice(2);
   }
 
+  function cardError(text) {
+    var error = new Error(text || "Check the card details.");
+    error.kind = "card";
+    return error;
+  }
+
   async function paymentMethodId() {
     if (typeof stripe.createPaymentMethod === "function") {
       var result = await stripe.createPaymentMethod({ type: "card", card: card });
-      if (result && result.error) { throw new Error(result.error.message || "Check the card details."); }
+      if (result && result.error) { throw cardError(result.error.message); }
       if (result && result.paymentMethod) { return result.paymentMethod.id; }
     }
-    // localstripe's stand-in Stripe.js has no createPaymentMethod; its card tokens work instead.
-    var tokenResult = await stripe.createToken(card);
-    if (tokenResult.error) { throw new Error(tokenResult.error.message || "Check the card details."); }
+    // localstripe's stand-in Stripe.js has no working createPaymentMethod; its card
+    // tokens carry a card id that PaymentIntents accept as a payment method.
+    var tokenResult;
+    try {
+      tokenResult = await stripe.createToken(card);
+    } catch (ignored) {  // localstripe throws when nothing has been typed yet
+      throw cardError("Enter your card number, expiry date and CVC.");
+    }
+    if (tokenResult.error) {
+      throw cardError(tokenResult.error.message || "Check the card details.");
+    }
     return tokenResult.token.card.id;
+  }
+
+  function apiError(response, data) {
+    var code = data.error && data.error.code;
+    var text = data.error && data.error.message;
+    if (response.status === 401) { text = "You have been logged out. Log in again to top up."; }
+    else if (code === "card_declined") {
+      text = (text || "Your card was declined.") + " Nothing was charged; try another card.";
+    }
+    var error = new Error(text || "The payment did not go through. Nothing was charged.");
+    error.status = response.status;
+    return error;
   }
 
   async function api(method, url, body, key) {
     var headers = { "Accept": "application/json", "X-CSRFToken": csrf };
     if (body) { headers["Content-Type"] = "application/json"; }
     if (key) { headers["Idempotency-Key"] = key; }
-    var response = await fetch(url, {
-      method: method, headers: headers, credentials: "same-origin",
-      body: body ? JSON.stringify(body) : undefined
-    });
-    var data = await response.json().catch(function () { return {}; });
-    if (!response.ok) {
-      throw new Error((data.error && data.error.message) || "The payment did not go through.");
+    var response;
+    try {
+      response = await fetch(url, {
+        method: method, headers: headers, credentials: "same-origin",
+        body: body ? JSON.stringify(body) : undefined
+      });
+    } catch (networkError) {
+      var error = new Error("We could not reach the server. Check your connection and " +
+                            "press Pay again: you will not be charged twice.");
+      error.kind = "network";
+      throw error;
     }
+    var data = await response.json().catch(function () { return {}; });
+    if (!response.ok) { throw apiError(response, data); }
     return data;
   }
 
@@ -50,40 +117,54 @@
     var deadline = Date.now() + 30000;
     while (Date.now() < deadline) {
       var data = await api("GET", "/api/v1/wallet/topups/" + encodeURIComponent(id));
-      if (data.topup.status === "succeeded") { return data; }
-      if (data.topup.status === "failed" || data.topup.status === "canceled" ||
-          data.topup.status === "requires_payment_method") {
-        throw new Error("The payment did not go through.");
+      var status = data.topup.status;
+      if (status === "succeeded") { return true; }
+      if (status === "failed" || status === "canceled" || status === "requires_payment_method") {
+        throw new Error("The payment did not go through. Nothing was charged; try again.");
       }
       await pause(700);
     }
-    throw new Error("The payment is still processing; your wallet updates when it completes.");
+    return false;
   }
+
+  // The request being made: reused when the network failed before we heard back, so
+  // that pressing Pay again replays the same top-up instead of charging twice.
+  var pending = null;
 
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
+    if (button.disabled) { return; }
     button.disabled = true;
-    say("Processing…");
+    form.setAttribute("aria-busy", "true");
+    say("Processing your payment…");
     try {
-      var checked = form.querySelector('input[name="amount"]:checked');
-      var body = {
-        amount: parseInt(checked.value, 10),
-        currency: form.dataset.currency,
-        payment_method: await paymentMethodId()
-      };
-      if (form.dataset.buy) { body.buy = form.dataset.buy; }
-      var topup = (await api("POST", "/api/v1/wallet/topups", body, newKey())).topup;
+      if (!pending) {
+        var body = {
+          amount: parseInt(selectedAmount().value, 10),
+          currency: form.dataset.currency,
+          payment_method: await paymentMethodId()
+        };
+        if (buying) { body.buy = form.dataset.buy; }
+        pending = { body: body, key: newKey() };
+      }
+      var topup = (await api("POST", "/api/v1/wallet/topups", pending.body, pending.key)).topup;
+      pending = null;
       if (topup.status === "requires_action") {
         say("Your bank asks you to confirm the payment…");
         var confirmation = await stripe.confirmCardPayment(topup.client_secret);
-        if (confirmation.error) { throw new Error(confirmation.error.message || "The payment was not confirmed."); }
+        if (confirmation.error) {
+          throw new Error((confirmation.error.message || "The payment was not confirmed.") +
+                          " Nothing was charged.");
+        }
       }
+      say("Payment received; updating your wallet…");
       await waitUntilCredited(topup.id);
-      say("Done: your wallet is topped up.");
-      window.location.assign(form.dataset.returnUrl);
+      window.location.assign("/wallet/topups/" + encodeURIComponent(topup.id) + "/done");
     } catch (error) {
-      say(error.message);
+      if (error.kind !== "network") { pending = null; }
+      say(error.message, "error");
       button.disabled = false;
+      form.removeAttribute("aria-busy");
     }
   });
 }());

@@ -35,6 +35,16 @@ BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 FAST_HASH = "scrypt:1024:8:1"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`postgres_only` tests (real concurrency) need TEST_DATABASE_URL; skip them without it."""
+    if TEST_DATABASE_URL:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL")
+    for item in items:
+        if item.get_closest_marker("postgres_only"):
+            item.add_marker(skip)
+
+
 def reset_postgres_schema(url: str) -> None:
     engine = build_engine(url)
     with engine.begin() as conn:

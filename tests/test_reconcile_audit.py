@@ -333,3 +333,10 @@ def test_reconcile_finds_the_top_up_of_a_request_that_died_after_stripe_charged(
     assert (retry.json["topup"]["id"], retry.json["topup"]["status"]) == (pi.id, "succeeded")
     assert balance(stripe_client, reader) == 461
     assert credits_for(pi.id) == [500]
+
+
+def test_reconcile_without_stripe_keys_says_so_and_exits_1(app: Flask, client: FlaskClient) -> None:
+    result = app.test_cli_runner().invoke(args=["reconcile"])
+    assert result.exit_code == 1
+    assert "Stripe is not configured" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

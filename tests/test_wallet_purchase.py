@@ -330,8 +330,11 @@ def test_wallet_shape_lists_entries_newest_first(
         ("purchase", {"amount": -39, "currency": "usd"}),
         ("topup", {"amount": 500, "currency": "usd"}),
     ]
+    purchase_entry, topup_entry = wallet["entries"]
+    assert purchase_entry["article"] == {"slug": article.slug, "title": article.title}
+    assert "article" not in topup_entry
     for entry in wallet["entries"]:
-        assert set(entry) == {"id", "kind", "amount", "created_at"}
+        assert set(entry) - {"article"} == {"id", "kind", "amount", "created_at"}
         assert isinstance(entry["id"], int)
         assert datetime.fromisoformat(entry["created_at"]).tzinfo is not None
     assert wallet["entries"][0]["id"] > wallet["entries"][1]["id"]

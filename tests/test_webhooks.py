@@ -439,3 +439,38 @@ def test_a_malformed_top_up_reference_does_not_stop_the_credit(
 
     assert (delivered.status_code, delivered.json["outcome"]) == (200, "credited")
     assert balance(stripe_client, token) == 500
+
+
+def test_payment_intents_of_another_deployment_sharing_the_account_are_ignored(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    localstripe: LocalStripe,
+    reader: tuple[int, str],
+) -> None:
+    """Reader and top-up ids repeat across databases; the random reference does not."""
+    reader_id, token = reader
+    ours_now = stripe_client.post(
+        "/api/v1/wallet/topups",
+        json={"amount": 500, "currency": "usd"},
+        headers=bearer(token),
+    )
+    assert ours_now.status_code == 201
+    topup = db.session.scalar(
+        select(TopUp).where(TopUp.payment_intent_id == ours_now.json["topup"]["id"])
+    )
+    assert topup is not None and topup.reference
+    sent = retrieve(localstripe.base, topup.payment_intent_id or "")
+    assert sent["metadata"]["dispatch_ref"] == topup.reference
+
+    elsewhere = {
+        **ours(reader_id),
+        "dispatch_topup": str(topup.id),
+        "dispatch_ref": "0" * 32,
+    }
+    foreign = intent_in_stripe(localstripe.base, elsewhere)
+
+    delivered = deliver(stripe_client, event("payment_intent.succeeded", foreign))
+    assert (delivered.status_code, delivered.json["outcome"]) == (200, "ignored")
+    reconcile(stripe_app)
+    assert balance(stripe_client, token) == 0
+    assert credits_for(foreign["id"]) == []

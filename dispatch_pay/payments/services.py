@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from datetime import timedelta
 
 from flask import current_app
@@ -36,6 +37,8 @@ META_READER = "dispatch_reader"
 META_PURPOSE = "dispatch_purpose"
 META_ARTICLE = "dispatch_article"
 META_TOPUP = "dispatch_topup"
+META_REF = "dispatch_ref"
+REFERENCE_LENGTH = 32  # secrets.token_hex(16)
 PURPOSE_TOPUP = "wallet_topup"
 MAX_ROW_ID = 2**31 - 1  # integer primary keys are 32-bit on PostgreSQL
 
@@ -113,6 +116,7 @@ def prepare_topup(
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         buy_article_id=article.id if article else None,
+        reference=secrets.token_hex(REFERENCE_LENGTH // 2),
     )
     try:
         with db.session.begin_nested():
@@ -163,10 +167,20 @@ def _replayed_failure(topup: TopUp) -> DomainError:
 
 def submit_topup(topup_id: int, payment_method: str | None) -> TopUp:
     """Ask Stripe for the PaymentIntent and apply what it answered."""
+    return apply_intent(request_intent(topup_id, payment_method))
+
+
+def request_intent(topup_id: int, payment_method: str | None) -> Intent:
+    """Create (and with a payment method, confirm) the top-up's PaymentIntent at Stripe.
+
+    Failures are recorded on the top-up and raised as the contract's errors.
+    """
     topup = db.session.get(TopUp, topup_id)
     assert topup is not None
     user_id, buy_article_id = topup.user_id, topup.buy_article_id
     metadata = {META_READER: str(user_id), META_PURPOSE: PURPOSE_TOPUP, META_TOPUP: str(topup.id)}
+    if topup.reference:
+        metadata[META_REF] = topup.reference
     if buy_article_id is not None:
         article = db.session.get(Article, buy_article_id)
         if article is not None:
@@ -192,7 +206,7 @@ def submit_topup(topup_id: int, payment_method: str | None) -> TopUp:
         log.warning("stripe unavailable for top-up %s: %s", topup.id, type(exc).__name__)
         _record_failure(topup.id, "provider_unavailable", None)
         raise provider_unavailable() from exc
-    return apply_intent(intent)
+    return intent
 
 
 def _record_failure(topup_id: int, code: str, payment_intent_id: str | None) -> None:
@@ -229,7 +243,24 @@ def _reader_id(intent: Intent) -> int | None:
         return None
     if intent.currency not in CURRENCIES:
         return None
-    return int(meta[META_READER])
+    reader_id = int(meta[META_READER])
+    if META_REF in meta and not _our_reference(meta[META_REF], reader_id):
+        return None  # made by another deployment that shares the Stripe account
+    return reader_id
+
+
+def _our_reference(reference: str, reader_id: int) -> bool:
+    """Whether one of our top-ups of this reader carries this metadata reference.
+
+    PaymentIntents without one (made before references existed, or by hand in Stripe)
+    are still told apart by their reader and purpose alone.
+    """
+    if len(reference) > REFERENCE_LENGTH:
+        return False
+    found = db.session.scalar(
+        select(TopUp.id).where(TopUp.reference == reference, TopUp.user_id == reader_id)
+    )
+    return found is not None
 
 
 def _is_row_id(value: str) -> bool:

@@ -33,7 +33,7 @@ def get_wallet() -> Response:
     currency = load_query(WalletQuerySchema())["currency"]
     wallet = ledger.find_wallet(user.id, currency)
     entries = ledger.entries(wallet) if wallet else []
-    return jsonify(wallet_view(wallet, currency, entries))
+    return jsonify(wallet_view(wallet, currency, entries, ledger.purchased_articles(entries)))
 
 
 @bp.post("/articles/<slug>/purchase")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from models import LedgerEntry, Wallet, db
+from models import Article, LedgerEntry, Purchase, Wallet, db
 
 
 def find_wallet(user_id: int, currency: str) -> Wallet | None:
@@ -103,3 +103,16 @@ def entries(wallet: Wallet, limit: int = 100) -> list[LedgerEntry]:
             .limit(limit)
         )
     )
+
+
+def purchased_articles(found: list[LedgerEntry]) -> dict[int, Article]:
+    """The article behind each purchase that these entries mention, in one query."""
+    purchase_ids = {e.purchase_id for e in found if e.purchase_id is not None}
+    if not purchase_ids:
+        return {}
+    rows = db.session.execute(
+        select(Purchase.id, Article)
+        .join(Article, Purchase.article_id == Article.id)
+        .where(Purchase.id.in_(purchase_ids))
+    )
+    return {purchase_id: article for purchase_id, article in rows}

@@ -5,7 +5,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from dispatch_pay.money import CURRENCIES, MoneySchema
-from models import LedgerEntry, Purchase, Wallet
+from models import Article, LedgerEntry, Purchase, Wallet
 
 
 class TopUpRequestSchema(Schema):
@@ -31,11 +31,18 @@ def money(amount: int, currency: str) -> dict[str, Any]:
     return {"amount": amount, "currency": currency}
 
 
+class EntryArticleSchema(Schema):
+    slug = fields.String()
+    title = fields.String()
+
+
 class EntrySchema(Schema):
     id = fields.Integer()
     kind = fields.String()
     amount = fields.Nested(MoneySchema)
     created_at = fields.String()
+    # The dispatch a purchase or its refund was for; absent for other entries.
+    article = fields.Nested(EntryArticleSchema)
 
 
 class WalletSchema(Schema):
@@ -44,23 +51,34 @@ class WalletSchema(Schema):
     entries = fields.List(fields.Nested(EntrySchema))
 
 
-def wallet_view(wallet: Wallet | None, currency: str, entries: list[LedgerEntry]) -> dict[str, Any]:
+def wallet_view(
+    wallet: Wallet | None,
+    currency: str,
+    entries: list[LedgerEntry],
+    articles: dict[int, Article] | None = None,
+) -> dict[str, Any]:
+    """The wallet; `articles` maps purchase ids to what they bought (see purchased_articles)."""
     balance = wallet.balance if wallet else 0
     return WalletSchema().dump(
         {
             "balance": money(balance, currency),
             "status": wallet.status if wallet else "active",
-            "entries": [
-                {
-                    "id": e.id,
-                    "kind": e.kind,
-                    "amount": money(e.amount, currency),
-                    "created_at": e.created_at.isoformat(),
-                }
-                for e in entries
-            ],
+            "entries": [_entry(e, currency, articles or {}) for e in entries],
         }
     )
+
+
+def _entry(entry: LedgerEntry, currency: str, articles: dict[int, Article]) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": entry.id,
+        "kind": entry.kind,
+        "amount": money(entry.amount, currency),
+        "created_at": entry.created_at.isoformat(),
+    }
+    article = articles.get(entry.purchase_id) if entry.purchase_id else None
+    if article is not None:
+        view["article"] = {"slug": article.slug, "title": article.title}
+    return view
 
 
 class PurchaseSchema(Schema):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from dispatch_pay.catalog.services import find_article
@@ -12,8 +13,21 @@ from dispatch_pay.money import CURRENCIES, format_money
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import wallet_view
+from models import Article, TopUp, db
 
 bp = Blueprint("wallet", __name__)
+
+
+def card_payments_enabled() -> bool:
+    """Top-ups need both Stripe keys: the secret one here, the publishable one for Stripe.js."""
+    gateway = current_app.extensions.get("payment_gateway")
+    return gateway is not None and bool(gateway.publishable_key())
+
+
+@bp.app_context_processor
+def _payments_in_templates() -> dict[str, bool]:
+    # Every page that offers a top-up (the paywall, the wallet) asks the same question.
+    return {"card_payments": card_payments_enabled()}
 
 
 @bp.get("/wallet")
@@ -23,13 +37,15 @@ def wallet_page() -> str:
     if currency not in CURRENCIES:
         currency = "usd"
     wallet = ledger.find_wallet(current_user.id, currency)
-    view = wallet_view(wallet, currency, ledger.entries(wallet) if wallet else [])
+    entries = ledger.entries(wallet) if wallet else []
+    view = wallet_view(wallet, currency, entries, ledger.purchased_articles(entries))
     buy_slug = request.args.get("buy")
     buy = None
     if buy_slug:
         try:
             article = find_article(buy_slug)
-            if article.is_published and not article.is_free:
+            owned = wallet_services.active_purchase(current_user.id, article.id) is not None
+            if article.is_published and not article.is_free and not owned:
                 buy = {
                     "slug": article.slug,
                     "title": article.title,
@@ -49,7 +65,7 @@ def wallet_page() -> str:
         presets=presets,
         selected=selected,
         buy=buy,
-        payments_enabled=gateway is not None and bool(gateway.publishable_key()),
+        payments_enabled=card_payments_enabled(),
         publishable_key=gateway.publishable_key() if gateway else None,
         stripe_js_url=gateway.js_url() if gateway else None,
     )
@@ -76,3 +92,32 @@ def buy(slug: str) -> Response:
         balance = format_money(result.wallet.balance, result.wallet.currency)
         flash(f"It's yours. {balance} left in your wallet.")
     return redirect(target)
+
+
+@bp.get("/wallet/topups/<payment_intent_id>/done")
+@login_required
+def topup_done(payment_intent_id: str) -> Response:
+    """Where the card form goes once a top-up is through: say what happened, show the article.
+
+    Only reads: the crediting itself happened in the API (or the webhook, or reconcile).
+    """
+    topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == payment_intent_id))
+    if topup is None or topup.user_id != current_user.id:
+        flash("We could not find that payment. Your wallet shows every top-up that went through.")
+        return redirect(url_for("wallet.wallet_page"))
+    amount = format_money(topup.amount, topup.currency)
+    wallet_url = url_for("wallet.wallet_page", currency=topup.currency)
+    if topup.credited_at is None:
+        flash(f"Your payment of {amount} is still processing; your wallet updates when it is done.")
+        return redirect(wallet_url)
+    article = db.session.get(Article, topup.buy_article_id) if topup.buy_article_id else None
+    if article is None:
+        flash(f"{amount} added to your wallet.")
+        return redirect(wallet_url)
+    wallet = ledger.find_wallet(current_user.id, topup.currency)
+    balance = format_money(wallet.balance if wallet else 0, topup.currency)
+    if wallet_services.active_purchase(current_user.id, article.id) is not None:
+        flash(f"{amount} added to your wallet, and this dispatch is yours. {balance} left.")
+    else:
+        flash(f"{amount} added to your wallet ({balance} now), but the dispatch was not bought.")
+    return redirect(url_for("catalog.article_page", slug=article.slug))

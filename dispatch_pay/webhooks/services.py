@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from dispatch_pay.errors import DomainError
 from dispatch_pay.payments.gateway import (
     Intent,
     PaymentGateway,
@@ -39,15 +40,33 @@ def ingest(event: dict[str, Any]) -> str:
     except IntegrityError:
         return "duplicate"
     handler = HANDLERS.get(record.type)
-    obj = (event.get("data") or {}).get("object")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
     if handler is None or not isinstance(obj, dict):
         outcome = "ignored"
     else:
-        outcome = handler(obj)
+        outcome = _apply(handler, obj, record.stripe_event_id)
     record.outcome = outcome
     db.session.flush()
     log.info("stripe event %s %s: %s", record.stripe_event_id, record.type, outcome)
     return outcome
+
+
+# A signed event whose object we cannot read (a field of the wrong type, say) is kept
+# and acknowledged: Stripe would retry a 5xx for days and the event would not change.
+# Database failures and anything unexpected still propagate, so the event is not stored
+# and Stripe retries it: after the fix is deployed it then takes effect.
+UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, DomainError)
+
+
+def _apply(handler: Callable[[dict[str, Any]], str], obj: dict[str, Any], event_id: str) -> str:
+    """Run a handler in a savepoint, so that an unreadable event leaves no half effect."""
+    try:
+        with db.session.begin_nested():
+            return handler(obj)
+    except UNREADABLE as exc:
+        log.exception("stripe event %s stored but not applied", event_id)
+        return f"unreadable: {type(exc).__name__}"
 
 
 def _payment_intent_succeeded(obj: dict[str, Any]) -> str:
