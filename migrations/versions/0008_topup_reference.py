@@ -1,7 +1,7 @@
 """top-ups carry a random reference that their PaymentIntents repeat in metadata
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-24 13:45:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
