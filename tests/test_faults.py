@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select, text
 
 from dispatch_pay import create_app
+from dispatch_pay.config import load_config
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.ledger import locked_wallet
 from models import ENTRY_TOPUP, LedgerEntry, Purchase, TopUp, Wallet, db
@@ -189,6 +190,18 @@ def test_a_stopped_stripe_is_a_503_at_once_and_nothing_is_paid(
 
     assert_unavailable_and_nothing_paid(response, reader)
     assert elapsed < STRIPE_TIMEOUT
+
+
+def test_the_stripe_timeout_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("STRIPE_TIMEOUT_SECONDS", raising=False)
+    monkeypatch.delenv("STRIPE_NETWORK_RETRIES", raising=False)
+    assert load_config(tmp_path)["STRIPE_TIMEOUT_SECONDS"] == 10.0
+    monkeypatch.setenv("STRIPE_TIMEOUT_SECONDS", "3.5")
+    monkeypatch.setenv("STRIPE_NETWORK_RETRIES", "0")
+    config = load_config(tmp_path)
+    assert (config["STRIPE_TIMEOUT_SECONDS"], config["STRIPE_NETWORK_RETRIES"]) == (3.5, 0)
 
 
 def reader_intents(base: str, reader: Reader) -> list[dict[str, Any]]:
