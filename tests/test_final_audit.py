@@ -80,7 +80,8 @@ def test_a_broken_ledger_fails_a_run_whose_tests_all_passed(tmp_path: Path, book
     run_dir.mkdir()
     (run_dir / "conftest.py").write_text(CONFTEST)
     (run_dir / "test_inner.py").write_text(textwrap.dedent(TEST_FILE.format(url=url)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Only pytest itself: the installed plugins (schemathesis, hypothesis...) take seconds.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(run_dir)],

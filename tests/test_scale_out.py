@@ -7,6 +7,8 @@ spread over both servers: no overspending, no double credit, and the books balan
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +67,9 @@ def cluster(artifacts: Path) -> Iterator[Cluster]:
             server.start()
         yield Cluster(url, engine, servers, create_app(app_config(url)))
     finally:
+        for server in servers:  # both shut down at once, then each is waited for
+            if server.proc is not None and server.proc.poll() is None:
+                os.killpg(server.proc.pid, signal.SIGTERM)
         for server in servers:
             server.stop()
         engine.dispose()
