@@ -28,8 +28,15 @@ from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import test_config as app_config
 from tests.factories import bearer, make_article, make_token, make_user
 from tests.fault_support import committing_session, own_postgres_database, scalar
-from tests.servers import AppServer
-from tests.stripe_support import WEBHOOK_SECRET, event, payment_intent_obj, signed
+from tests.servers import AppServer, LocalStripe, wait_until
+from tests.stripe_support import (
+    WEBHOOK_SECRET,
+    card_payment_method,
+    event,
+    payment_intent_obj,
+    signed,
+)
+from tests.stripe_support import stripe_client as stripe_api
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.e2e]
 
@@ -42,6 +49,7 @@ class Cluster:
     engine: Engine
     servers: list[AppServer]
     app: Flask
+    stripe: LocalStripe
 
     def spread(self) -> Iterator[str]:
         """Server base URLs in turn, as a load balancer would hand them out."""
@@ -53,25 +61,34 @@ def cluster(artifacts: Path) -> Iterator[Cluster]:
     if not TEST_DATABASE_URL:
         pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL")
     url = own_postgres_database(TEST_DATABASE_URL, "scale")
+    log_dir = artifacts / "scale"
+    log_dir.mkdir(exist_ok=True)
+    stripe = LocalStripe(log_dir)  # its own: the test counts every PaymentIntent in it
     env = {
         "DATABASE_URL": url,
         "SECRET_KEY": "scale-out-tests-secret-key",
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_SECRET_KEY": "",
+        "STRIPE_SECRET_KEY": "sk_test_dispatch",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_dispatch",
+        "STRIPE_API_BASE": stripe.base,
         "REDIS_URL": "",
     }
     servers = [AppServer(artifacts, env, workers=2, name=f"scale-app-{n}") for n in (1, 2)]
     engine = build_engine(url)
     try:
+        stripe.start()
         for server in servers:
             server.start()
-        yield Cluster(url, engine, servers, create_app(app_config(url)))
+        # Stripe's own events go to the second server, whoever took the payment.
+        stripe.register_webhook(f"{servers[1].base}/webhooks/stripe", WEBHOOK_SECRET)
+        yield Cluster(url, engine, servers, create_app(app_config(url)), stripe)
     finally:
         for server in servers:  # both shut down at once, then each is waited for
             if server.proc is not None and server.proc.poll() is None:
                 os.killpg(server.proc.pid, signal.SIGTERM)
         for server in servers:
             server.stop()
+        stripe.stop()
         engine.dispose()
 
 
@@ -107,6 +124,14 @@ def webhook_call(base: str, evt: dict[str, Any]) -> Callable[[], requests.Respon
 def purchase_call(base: str, reader: Reader, slug: str) -> Callable[[], requests.Response]:
     url = f"{base}/api/v1/articles/{slug}/purchase"
     return lambda: requests.post(url, headers=bearer(reader.token), timeout=60)
+
+
+def topup_call(
+    base: str, body: dict[str, Any], headers: dict[str, str]
+) -> Callable[[], requests.Response]:
+    return lambda: requests.post(
+        f"{base}/api/v1/wallet/topups", json=body, headers=headers, timeout=60
+    )
 
 
 def duplicate_webhooks(
@@ -213,4 +238,48 @@ def test_purchases_racing_a_duplicated_top_up_spend_only_what_arrived(cluster: C
     assert bought <= 5
     assert balance_everywhere(cluster, reader) == 500 - bought * PRICE >= 0
     assert scalar(cluster.engine, "SELECT count(*) FROM wallets WHERE balance < 0") == 0
+    assert ledger_check.audit_database(cluster.url) == []
+
+
+def test_one_top_up_sent_to_both_servers_at_once_charges_once(cluster: Cluster) -> None:
+    """A double click (or a retrying client) reaches both servers with the same key."""
+    reader = new_reader(cluster)
+    body = {
+        "amount": 700,
+        "currency": "usd",
+        "payment_method": card_payment_method(cluster.stripe.base),
+    }
+    headers = {**bearer(reader.token), "Idempotency-Key": f"double-click-{reader.id}"}
+    bases = cluster.spread()
+    calls = [topup_call(next(bases), body, headers) for _ in range(6)]
+
+    responses = in_parallel(calls)
+
+    codes = Counter(r.status_code for r in responses)
+    assert set(codes) <= {201, 409} and codes[201] >= 1, [r.text for r in responses]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} <= {
+        "idempotency_key_in_use"
+    }
+    (pi_id,) = {r.json()["topup"]["id"] for r in responses if r.status_code == 201}
+    charged = [
+        pi.id
+        for pi in stripe_api(cluster.stripe.base)
+        .v1.payment_intents.list(params={"limit": 100})
+        .data
+        if pi.to_dict().get("metadata", {}).get("dispatch_reader") == str(reader.id)
+    ]
+    assert charged == [pi_id]
+    # localstripe's own payment_intent.succeeded reaches the other server: still one credit.
+    assert wait_until(
+        lambda: (
+            scalar(
+                cluster.engine,
+                "SELECT count(*) FROM webhook_events WHERE payload->'data'->'object'->>'id' = :p",
+                p=pi_id,
+            )
+            > 0
+        )
+    )
+    assert credits(cluster, pi_id) == 1
+    assert balance_everywhere(cluster, reader) == 700
     assert ledger_check.audit_database(cluster.url) == []
