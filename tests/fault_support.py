@@ -98,8 +98,10 @@ class FaultProxy:
                 data = b""
             if not data:
                 break
-            if self.mode in (CUT, FREEZE):
+            if self.mode == CUT:
                 break
+            if self.mode == FREEZE:
+                continue  # swallowed: a dead path, on open connections too
             if answers and self.mode == DROP_RESPONSES:
                 continue  # the server answered; the client never hears of it
             if not answers and not counted:
@@ -110,7 +112,7 @@ class FaultProxy:
                 target.sendall(data)
             except OSError:
                 break
-        if answers and self.mode == DROP_RESPONSES:
+        if answers and self.mode in (DROP_RESPONSES, FREEZE):
             return  # keep the client waiting, as a lost answer would
         _close(source)
         _close(target)

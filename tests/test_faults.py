@@ -39,6 +39,7 @@ from tests.fault_support import (
     CUT,
     DROP_RESPONSES,
     FORWARD,
+    FREEZE,
     FaultProxy,
     backend_alive,
     backends_waiting_on_locks,
@@ -154,8 +155,13 @@ def assert_unavailable_and_nothing_paid(response: Any, reader: Reader) -> None:
     ]
 
 
+@pytest.mark.parametrize("hang", ["process_frozen", "network_black_hole"])
 def test_a_hanging_stripe_is_a_503_within_the_timeout_and_nothing_is_paid(
-    backend: tuple[str, Engine], faulty_stripe: FaultyStripe, app: Flask, db_connection: Any
+    backend: tuple[str, Engine],
+    faulty_stripe: FaultyStripe,
+    app: Flask,
+    db_connection: Any,
+    hang: str,
 ) -> None:
     # With one retry the two attempts share the budget: the reader still waits no longer.
     own = stripe_fault_app(backend, faulty_stripe, retries=1)
@@ -164,11 +170,18 @@ def test_a_hanging_stripe_is_a_503_within_the_timeout_and_nothing_is_paid(
         reader = new_reader()
         article = make_article(price=39)
         payment_method = card_payment_method(faulty_stripe.server.base)
-        faulty_stripe.server.pause()
+        # SIGSTOP: the kernel still accepts connections, nobody answers. Or the proxy
+        # swallows every byte, as a dead network path would.
+        if hang == "process_frozen":
+            faulty_stripe.server.pause()
+        else:
+            faulty_stripe.proxy.set_mode(FREEZE)
         try:
             response, elapsed = topup_request(client, reader, payment_method, article.slug)
         finally:
             faulty_stripe.server.resume()
+            faulty_stripe.proxy.set_mode(CUT)  # drops the frozen connections
+            faulty_stripe.proxy.set_mode(FORWARD)
 
         assert_unavailable_and_nothing_paid(response, reader)
         assert STRIPE_TIMEOUT * 0.9 <= elapsed < STRIPE_TIMEOUT + SLACK
