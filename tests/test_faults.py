@@ -324,7 +324,7 @@ class FaultSite:
 def fault_site(artifacts: Path) -> Iterator[FaultSite]:
     if not TEST_DATABASE_URL:
         pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL")
-    url = own_postgres_database(TEST_DATABASE_URL, "faults")
+    url = own_postgres_database(TEST_DATABASE_URL, "e2e_faults")
     engine = build_engine(url)
     direct = engine.url
     proxy = FaultProxy(direct.port or 5432, direct.host or "127.0.0.1")

@@ -60,7 +60,7 @@ class Cluster:
 def cluster(artifacts: Path) -> Iterator[Cluster]:
     if not TEST_DATABASE_URL:
         pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL")
-    url = own_postgres_database(TEST_DATABASE_URL, "scale")
+    url = own_postgres_database(TEST_DATABASE_URL, "e2e_scale")
     log_dir = artifacts / "scale"
     log_dir.mkdir(exist_ok=True)
     stripe = LocalStripe(log_dir)  # its own: the test counts every PaymentIntent in it
