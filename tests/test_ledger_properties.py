@@ -558,8 +558,8 @@ def test_any_history_of_payments_keeps_every_ledger_invariant(
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=15,
-            stateful_step_count=35,
+            max_examples=40,
+            stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
