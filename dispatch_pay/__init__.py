@@ -70,7 +70,14 @@ def register_payment_gateway(app: Flask) -> None:
 
     base = app.config.get("STRIPE_API_BASE")
     app.extensions["payment_gateway"] = StripeGateway(
-        build_client(key, base), app.config.get("STRIPE_PUBLISHABLE_KEY"), base
+        build_client(
+            key,
+            base,
+            timeout=float(app.config["STRIPE_TIMEOUT_SECONDS"]),
+            retries=int(app.config["STRIPE_NETWORK_RETRIES"]),
+        ),
+        app.config.get("STRIPE_PUBLISHABLE_KEY"),
+        base,
     )
 
 

@@ -25,6 +25,7 @@ from dispatch_pay.cli import alembic_config
 from dispatch_pay.extensions import limiter
 from models import db
 from models.base import build_engine
+from tests import ledger_check
 from tests.servers import LocalStripe
 from tests.stripe_support import WEBHOOK_SECRET
 
@@ -61,7 +62,22 @@ def migrated_database(kind: str, tmp_dir: Path) -> str:
         url = TEST_DATABASE_URL
         reset_postgres_schema(url)
     command.upgrade(alembic_config(url), "head")
+    ledger_check.register(url)  # audited once more after the whole suite
     return url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TEST_DATABASE_URL:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL")
+    for item in items:
+        if item.get_closest_marker("postgres_only"):
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The final test: every ledger the suite wrote to must still balance."""
+    ledger_check.final_audit(session)
 
 
 def test_config(url: str, **extra: Any) -> dict[str, Any]:

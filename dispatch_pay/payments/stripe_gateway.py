@@ -21,8 +21,10 @@ from dispatch_pay.payments.gateway import (
 # Pinned so that payload shapes cannot change under us (e.g. `latest_charge`,
 # `amount_refunded`); move it forward deliberately, with the tests.
 STRIPE_API_VERSION = "2026-10-28.endive"
-# Per attempt; with one retry no reader waits much more than ten seconds.
-REQUEST_TIMEOUT_SECONDS = 4.0
+# The whole budget of one Stripe call, shared by its attempts (STRIPE_TIMEOUT_SECONDS):
+# a reader waits about this long, never more, before a hung Stripe becomes a 503.
+TIMEOUT_SECONDS = 10.0
+# Retries reuse the Idempotency-Key, so Stripe never charges twice for them.
 NETWORK_RETRIES = 1
 WEBHOOK_TOLERANCE_SECONDS = 300
 
@@ -31,14 +33,21 @@ class InvalidSignature(Exception):
     pass
 
 
-def build_client(secret_key: str, api_base: str | None) -> stripe.StripeClient:
+def build_client(
+    secret_key: str,
+    api_base: str | None,
+    timeout: float = TIMEOUT_SECONDS,
+    retries: int = NETWORK_RETRIES,
+) -> stripe.StripeClient:
+    """A client whose attempts together stay within `timeout` seconds (plus one short
+    back-off between attempts, which stripe-python keeps under a second)."""
     base_addresses: Any = {"api": api_base} if api_base else None
     return stripe.StripeClient(
         secret_key,
         stripe_version=STRIPE_API_VERSION,
         base_addresses=base_addresses,
-        max_network_retries=NETWORK_RETRIES,
-        http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
+        max_network_retries=retries,
+        http_client=stripe.RequestsClient(timeout=timeout / (retries + 1)),
     )
 
 
