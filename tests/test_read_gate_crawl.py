@@ -106,6 +106,7 @@ FILLERS: dict[str, Callable[[Scene], list[str]]] = {
     "filename": lambda s: ["style.css"],
     "token_id": lambda s: [str(s.token_id)],
     "topup_id": lambda s: ["pi_not_ours"],
+    "payment_intent_id": lambda s: ["pi_not_ours"],
     "purchase_id": lambda s: ["1"],
 }
 
