@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from dispatch_pay import create_app
+from dispatch_pay.catalog.public_cache import clear_all_caches
 from dispatch_pay.cli import alembic_config
 from dispatch_pay.extensions import limiter
 from models import db
@@ -100,6 +101,7 @@ def db_connection(backend: tuple[str, Engine]) -> Iterator[Any]:
         )
     )
     limiter.reset()
+    clear_all_caches()  # rolled-back tests reuse catalog versions
     try:
         yield connection
     finally:
@@ -163,5 +165,7 @@ def csrf_token_from(client: FlaskClient, path: str = "/") -> str:
     """The CSRF token a browser would find on a page of this site."""
     html = client.get(path).get_data(as_text=True)
     match = CSRF_META.search(html)
+    if match is None:  # anonymous public pages are cached and carry no token; /login does
+        match = CSRF_META.search(client.get("/login").get_data(as_text=True))
     assert match, f"no CSRF token on {path}"
     return match.group(1)

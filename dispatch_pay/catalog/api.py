@@ -7,6 +7,7 @@ from flask import Response, jsonify, url_for
 from dispatch_pay.api.auth import api_blueprint, api_user, require_user
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
@@ -23,6 +24,8 @@ bp = api_blueprint("catalog_api", __name__)
 @bp.get("/articles")
 def list_articles() -> Response:
     query = load_query(PageQuerySchema())
+    if api_user() is None:
+        mark_public()
     articles, more = services.list_published(query["page"], query["per_page"])
     return jsonify(
         ArticleListSchema().dump(
@@ -44,6 +47,8 @@ def get_article(slug: str) -> Response:
         raise not_found("article")
     if access is Access.FULL:
         return jsonify(FullArticleSchema().dump(article))
+    if api_user() is None:
+        mark_public()  # the 402 answer holds the teaser and the offer, nothing of the caller
     raise DomainError(
         "payment_required",
         "Buy this dispatch to read it in full.",

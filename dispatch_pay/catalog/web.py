@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
+from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.inputs import load_query
 from dispatch_pay.wallet.services import paywall_offer
@@ -27,7 +28,10 @@ def _viewer() -> User | None:
 def front_page() -> str:
     query = load_query(PageQuerySchema())
     articles, more = services.list_published(query["page"], 12)
-    owned = entitled_article_ids(_viewer(), [a.id for a in articles])
+    viewer = _viewer()
+    if viewer is None:
+        mark_public()
+    owned = entitled_article_ids(viewer, [a.id for a in articles])
     return render_template(
         "index.html",
         articles=TeaserSchema(many=True).dump(articles),
@@ -65,6 +69,8 @@ def article_page(slug: str) -> str:
     access = read_access(viewer, article)
     if access is Access.HIDDEN:
         abort(404)
+    if viewer is None and access is Access.TEASER:
+        mark_public()
     teaser = TeaserSchema().dump(article)
     full = FullArticleSchema().dump(article) if access is Access.FULL else None
     offer = None if full else paywall_offer(viewer, article)
@@ -95,11 +101,14 @@ def library_page() -> str:
 
 @bp.get("/verification")
 def verification_page() -> str:
+    if _viewer() is None:
+        mark_public()
     return render_template("verification.html")
 
 
 @bp.get("/feed.xml")
 def feed() -> Response:
+    mark_public()  # teasers only, nothing about the caller
     articles, _ = services.list_published(1, 50)
     body = render_template(
         "feed.xml",
@@ -118,6 +127,7 @@ def feed() -> Response:
 
 @bp.get("/sitemap.xml")
 def sitemap() -> Response:
+    mark_public()
     articles = services.all_published()
     body = render_template(
         "sitemap.xml",
