@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class Result:
     non_2xx: int
     socket_errors: str = ""
     notes: list[str] = field(default_factory=list)
+    baseline: float = 0.0  # hello-world req/s measured right before and after
 
 
 # --- processes -------------------------------------------------------------------------
@@ -322,74 +324,92 @@ def webhook_script(scale: Scale, directory: Path, count: int) -> Path:
     return path
 
 
-def run_app(args: argparse.Namespace, scale: Scale, postgres: bool) -> list[Result]:
-    env = {
-        "DATABASE_URL": args.database_url,
-        "SECRET_KEY": SECRET_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    results: list[Result] = []
+Scenario = Callable[[], Result]
+
+
+def app_scenarios(
+    args: argparse.Namespace, scale: Scale, postgres: bool, base: str, tmp: Path
+) -> list[tuple[str, Scenario]]:
+    """Each scenario checks once that its request answers as intended, then runs wrk."""
     teaser = f"/articles/{article_slug(teaser_article(scale))}"
     full = f"/articles/{article_slug(full_article(scale))}"
     api_402 = f"/api/v1{teaser}"
     api_200 = f"/api/v1{full}"
     bearer = {"Authorization": f"Bearer {pool_token(BENCH_READER_ID)}"}
-    with Server("app:app", args, env) as server, tempfile.TemporaryDirectory() as tmp:
-        cookie = {"Cookie": log_in(server.base)}
-        base = server.base
-        check(base + "/", {}, 200, "Dispatch number")
-        check(base + teaser, {}, 200, "Read the whole dispatch", "benchmark body")
-        check(base + full, cookie, 200, "benchmark body")
-        check(base + api_402, {}, 402, "payment_required", "benchmark body")
-        check(base + api_200, bearer, 200, "benchmark body")
-        reads = [
-            ("front page (anonymous)", "/", {}),
-            ("teaser page (anonymous)", teaser, {}),
-            ("full page (entitled)", full, cookie),
-            ("article API 402", api_402, {}),
-            ("article API 200", api_200, bearer),
-        ]
-        for name, path, headers in reads:
-            if args.only and not any(o in name for o in args.only):
-                continue
+    cookie = {"Cookie": log_in(base)}
+    check(base + "/", {}, 200, "Dispatch number")
+    check(base + teaser, {}, 200, "Read the whole dispatch", "benchmark body")
+    check(base + full, cookie, 200, "benchmark body")
+    check(base + api_402, {}, 402, "payment_required", "benchmark body")
+    check(base + api_200, bearer, 200, "benchmark body")
+
+    def read(name: str, path: str, headers: dict[str, str]) -> Scenario:
+        def scenario() -> Result:
             wrk(args, name, base + path, headers=headers, duration=2)  # warm-up, not counted
-            results.append(wrk(args, name, base + path, headers=headers))
-            print_progress(results[-1])
-        if not args.only or any(o in "purchase" for o in args.only):
-            script = purchase_script(scale, Path(tmp))
-            result = wrk(
-                args,
-                "purchase",
-                base + "/",
-                script=script,
-                script_args=["0", str(args.wrk_threads)],
-            )
-            if not postgres:
-                result.notes.append("SQLite: one writer at a time")
-            results.append(result)
-            print_progress(result)
-        if not args.only or any(o in "webhook" for o in args.only):
-            script = webhook_script(scale, Path(tmp), args.events)
-            result = wrk(
-                args,
-                "webhook ingest",
-                base + "/",
-                script=script,
-                script_args=[str(args.wrk_threads)],
-            )
-            if result.requests > args.events:
-                result.notes.append(f"{result.requests - args.events} repeats (duplicates)")
-            results.append(result)
-            print_progress(result)
-    return results
+            return wrk(args, name, base + path, headers=headers)
+
+        return scenario
+
+    def purchase() -> Result:
+        script = purchase_script(scale, tmp)
+        threads = str(args.wrk_threads)
+        result = wrk(args, "purchase", base + "/", script=script, script_args=["0", threads])
+        if not postgres:
+            result.notes.append("SQLite: one writer at a time")
+        return result
+
+    def webhook() -> Result:
+        script = webhook_script(scale, tmp, args.events)
+        threads = str(args.wrk_threads)
+        result = wrk(args, "webhook ingest", base + "/", script=script, script_args=[threads])
+        if result.requests > args.events:
+            result.notes.append(f"{result.requests - args.events} repeats (duplicates)")
+        return result
+
+    scenarios = [
+        ("front page (anonymous)", read("front page (anonymous)", "/", {})),
+        ("teaser page (anonymous)", read("teaser page (anonymous)", teaser, {})),
+        ("full page (entitled)", read("full page (entitled)", full, cookie)),
+        ("article API 402", read("article API 402", api_402, {})),
+        ("article API 200", read("article API 200", api_200, bearer)),
+        ("purchase", purchase),
+        ("webhook ingest", webhook),
+    ]
+    return [(n, s) for n, s in scenarios if not args.only or any(o in n for o in args.only)]
 
 
-def run_hello(args: argparse.Namespace, label: str) -> Result:
-    with Server("bench.hello:app", args, {}) as server:
-        wrk(args, label, server.base + "/", duration=2)
-        result = wrk(args, label, server.base + "/")
-    print_progress(result)
-    return result
+def run(
+    args: argparse.Namespace, scale: Scale, postgres: bool
+) -> tuple[list[Result], list[Result]]:
+    """Hello-world runs between the app's: each ratio uses the hello runs on either side."""
+    env = {
+        "DATABASE_URL": args.database_url,
+        "SECRET_KEY": SECRET_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    hello_runs: list[Result] = []
+    results: list[Result] = []
+    with (
+        Server("bench.hello:app", args, env) as hello,
+        Server("app:app", args, env) as app,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        scenarios = app_scenarios(args, scale, postgres, app.base, Path(tmp))
+        wrk(args, "warm-up", hello.base + "/", duration=2)
+
+        def baseline() -> None:
+            hello_runs.append(wrk(args, f"hello-world #{len(hello_runs) + 1}", hello.base + "/"))
+            print_progress(hello_runs[-1])
+
+        baseline()
+        for _name, scenario in scenarios:
+            result = scenario()
+            print_progress(result)
+            baseline()
+            around = hello_runs[-2:]
+            result.baseline = sum(h.rps for h in around) / len(around)
+            results.append(result)
+    return hello_runs, results
 
 
 def print_progress(result: Result) -> None:
@@ -428,36 +448,31 @@ GOALS = {
 def report(
     args: argparse.Namespace, scale: Scale, hello: list[Result], app: list[Result], loads: list[str]
 ) -> str:
-    baseline = sum(h.rps for h in hello) / len(hello)
     kind = args.database_url.split(":", 1)[0].split("+", 1)[0]
     sample = gunicorn_command("MODULE", 0, args)
     lines = [
         f"machine: {machine()}",
         f"database: {kind}; {scale.articles:,} articles, {scale.readers:,} readers, "
         f"{scale.entitlements:,} entitlements",
-        f"server: {' '.join(shlex.quote(p) for p in sample[1:])} (MODULE = app:app or "
-        "bench.hello:app)",
+        f"server: gunicorn {' '.join(shlex.quote(p) for p in sample[1:])} "
+        "(MODULE = app:app or bench.hello:app)",
         f"load: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s --latency "
         "(loopback)",
         f"load average (1, 5, 15 min) before / after: {loads[0]} / {loads[1]}",
+        "hello-world req/s (p50 ms), run between the scenarios: "
+        + ", ".join(f"{h.rps:.0f} ({h.p50_ms:.2f})" for h in hello),
         "",
-        "| scenario | req/s | p50 ms | p99 ms | ratio to hello | goal | non-2xx | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | req/s | p50 ms | p99 ms | hello req/s | ratio | goal | non-2xx | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for h in hello:
-        lines.append(
-            f"| {h.name} | {h.rps:.0f} | {h.p50_ms:.2f} | {h.p99_ms:.2f} | "
-            f"{h.rps / baseline:.2f} | | {h.non_2xx} | {h.socket_errors} |"
-        )
     for r in app:
+        ratio = r.rps / r.baseline
         goal = GOALS.get(r.name)
-        verdict = (
-            "" if goal is None else (f"≥ {goal} " + ("✓" if r.rps / baseline >= goal else "✗"))
-        )
+        verdict = "" if goal is None else f"≥ {goal} " + ("yes" if ratio >= goal else "no")
         notes = "; ".join([*r.notes, *([r.socket_errors] if r.socket_errors else [])])
         lines.append(
-            f"| {r.name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.rps / baseline:.2f} | {verdict} | {r.non_2xx} | {notes} |"
+            f"| {r.name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.baseline:.0f} | "
+            f"{ratio:.2f} | {verdict} | {r.non_2xx} | {notes} |"
         )
     return "\n".join(lines)
 
@@ -501,10 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     postgres = args.database_url.startswith("postgresql")
     loads = [load()]
-    sys.stderr.write("running (hello-world, the app, hello-world again)\n")
-    hello = [run_hello(args, "hello-world (before)")]
-    app = run_app(args, scale, postgres)
-    hello.append(run_hello(args, "hello-world (after)"))
+    sys.stderr.write("running: hello-world, then each scenario followed by hello-world again\n")
+    hello, app = run(args, scale, postgres)
     loads.append(load())
     text = report(args, scale, hello, app, loads)
     print(text)
