@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 from bench.seed import (
     BENCH_READER_EMAIL,
     BENCH_READER_ID,
@@ -66,7 +68,9 @@ class Result:
     non_2xx: int
     socket_errors: str = ""
     notes: list[str] = field(default_factory=list)
-    baseline: float = 0.0  # hello-world req/s measured right before and after
+    baseline: float = 0.0  # hello-world req/s measured in slices beside this scenario
+    seconds: float = 0.0
+    written: int = -1  # rows a write scenario really added (-1: not a write scenario)
 
 
 # --- processes -------------------------------------------------------------------------
@@ -167,6 +171,7 @@ def parse_wrk(name: str, output: str) -> Result:
         p50_ms=_ms(find(r"\s50%\s+(\S+)") or "0ms"),
         p99_ms=_ms(find(r"\s99%\s+(\S+)") or "0ms"),
         requests=int(find(r"(\d+) requests in") or 0),
+        seconds=float(find(r"requests in ([\d.]+)s") or 0),
         non_2xx=int(find(r"Non-2xx or 3xx responses: (\d+)") or 0),
         socket_errors=errors or "",
     )
@@ -281,6 +286,15 @@ end
 """
 
 
+def count_rows(url: str, table: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+    finally:
+        engine.dispose()
+
+
 def purchase_script(scale: Scale, directory: Path) -> Path:
     tokens = ", ".join(f'"{pool_token(uid)}"' for uid in range(POOL_START, scale.bulk_start))
     path = directory / "purchase.lua"
@@ -291,23 +305,24 @@ def purchase_script(scale: Scale, directory: Path) -> Path:
 def webhook_script(scale: Scale, directory: Path, count: int) -> Path:
     """Distinct payment_intent.succeeded events, each signed now, each crediting a wallet."""
     run = int(time.time())
+    unique = time.time_ns()  # event and PaymentIntent ids never repeat across slices
     lines = []
     for i in range(count):
         reader = POOL_START + i % scale.pool
         event = {
-            "id": f"evt_bench_{run}_{i}",
+            "id": f"evt_bench_{unique}_{i}",
             "object": "event",
             "type": "payment_intent.succeeded",
             "created": run,
             "livemode": False,
             "data": {
                 "object": {
-                    "id": f"pi_bench_{run}_{i}",
+                    "id": f"pi_bench_{unique}_{i}",
                     "object": "payment_intent",
                     "status": "succeeded",
                     "amount": 500,
                     "currency": "usd",
-                    "latest_charge": f"ch_bench_{run}_{i}",
+                    "latest_charge": f"ch_bench_{unique}_{i}",
                     "metadata": {
                         "dispatch_reader": str(reader),
                         "dispatch_purpose": "wallet_topup",
@@ -324,13 +339,13 @@ def webhook_script(scale: Scale, directory: Path, count: int) -> Path:
     return path
 
 
-Scenario = Callable[[], Result]
+Slice = Callable[[int], Result]  # one wrk run of the given seconds
 
 
 def app_scenarios(
     args: argparse.Namespace, scale: Scale, postgres: bool, base: str, tmp: Path
-) -> list[tuple[str, Scenario]]:
-    """Each scenario checks once that its request answers as intended, then runs wrk."""
+) -> list[tuple[str, Slice]]:
+    """Each scenario checks once that its request answers as intended."""
     teaser = f"/articles/{article_slug(teaser_article(scale))}"
     full = f"/articles/{article_slug(full_article(scale))}"
     api_402 = f"/api/v1{teaser}"
@@ -342,31 +357,45 @@ def app_scenarios(
     check(base + full, cookie, 200, "benchmark body")
     check(base + api_402, {}, 402, "payment_required", "benchmark body")
     check(base + api_200, bearer, 200, "benchmark body")
+    threads = str(args.wrk_threads)
 
-    def read(name: str, path: str, headers: dict[str, str]) -> Scenario:
-        def scenario() -> Result:
-            wrk(args, name, base + path, headers=headers, duration=2)  # warm-up, not counted
-            return wrk(args, name, base + path, headers=headers)
+    def read(name: str, path: str, headers: dict[str, str]) -> Slice:
+        def one(seconds: int) -> Result:
+            return wrk(args, name, base + path, headers=headers, duration=seconds)
 
-        return scenario
+        return one
 
-    def purchase() -> Result:
+    def purchase(seconds: int) -> Result:
+        # Earlier slices and runs bought the first pairs: start after them, so every
+        # request writes.
+        before = count_rows(args.database_url, "purchases")
         script = purchase_script(scale, tmp)
-        threads = str(args.wrk_threads)
-        result = wrk(args, "purchase", base + "/", script=script, script_args=["0", threads])
-        if not postgres:
-            result.notes.append("SQLite: one writer at a time")
+        result = wrk(
+            args,
+            "purchase",
+            base + "/",
+            script=script,
+            script_args=[str(before), threads],
+            duration=seconds,
+        )
+        result.written = count_rows(args.database_url, "purchases") - before
         return result
 
-    def webhook() -> Result:
+    def webhook(seconds: int) -> Result:
+        before = count_rows(args.database_url, "webhook_events")
         script = webhook_script(scale, tmp, args.events)
-        threads = str(args.wrk_threads)
-        result = wrk(args, "webhook ingest", base + "/", script=script, script_args=[threads])
-        if result.requests > args.events:
-            result.notes.append(f"{result.requests - args.events} repeats (duplicates)")
+        result = wrk(
+            args,
+            "webhook ingest",
+            base + "/",
+            script=script,
+            script_args=[threads],
+            duration=seconds,
+        )
+        result.written = count_rows(args.database_url, "webhook_events") - before
         return result
 
-    scenarios = [
+    scenarios: list[tuple[str, Slice]] = [
         ("front page (anonymous)", read("front page (anonymous)", "/", {})),
         ("teaser page (anonymous)", read("teaser page (anonymous)", teaser, {})),
         ("full page (entitled)", read("full page (entitled)", full, cookie)),
@@ -378,10 +407,32 @@ def app_scenarios(
     return [(n, s) for n, s in scenarios if not args.only or any(o in n for o in args.only)]
 
 
+def combine(name: str, parts: list[Result]) -> Result:
+    """Slices of one scenario as one figure: req/s over all slices, median p50 and p99."""
+    seconds = sum(p.seconds for p in parts)
+    p50s, p99s = sorted(p.p50_ms for p in parts), sorted(p.p99_ms for p in parts)
+    return Result(
+        name=name,
+        rps=sum(p.requests for p in parts) / seconds,
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=p99s[len(p99s) // 2],
+        requests=sum(p.requests for p in parts),
+        non_2xx=sum(p.non_2xx for p in parts),
+        socket_errors="; ".join(p.socket_errors for p in parts if p.socket_errors),
+        seconds=seconds,
+        written=sum(p.written for p in parts) if any(p.written for p in parts) else -1,
+    )
+
+
 def run(
     args: argparse.Namespace, scale: Scale, postgres: bool
 ) -> tuple[list[Result], list[Result]]:
-    """Hello-world runs between the app's: each ratio uses the hello runs on either side."""
+    """Each scenario alternates slices with hello-world, so both see the same machine load.
+
+    Other work on the machine comes and goes; a hello-world figure from a minute
+    earlier says little about the load a scenario met. Slices of a few seconds,
+    hello-world and the scenario in turn, compare like with like.
+    """
     env = {
         "DATABASE_URL": args.database_url,
         "SECRET_KEY": SECRET_KEY,
@@ -389,6 +440,7 @@ def run(
     }
     hello_runs: list[Result] = []
     results: list[Result] = []
+    piece = max(args.duration // args.rounds, 1)
     with (
         Server("bench.hello:app", args, env) as hello,
         Server("app:app", args, env) as app,
@@ -396,20 +448,35 @@ def run(
     ):
         scenarios = app_scenarios(args, scale, postgres, app.base, Path(tmp))
         wrk(args, "warm-up", hello.base + "/", duration=2)
-
-        def baseline() -> None:
-            hello_runs.append(wrk(args, f"hello-world #{len(hello_runs) + 1}", hello.base + "/"))
-            print_progress(hello_runs[-1])
-
-        baseline()
-        for _name, scenario in scenarios:
-            result = scenario()
-            print_progress(result)
-            baseline()
-            around = hello_runs[-2:]
-            result.baseline = sum(h.rps for h in around) / len(around)
+        for name, one in scenarios:
+            if name in READS:
+                one(2)  # warm-up, not counted
+            hellos, parts = [], []
+            for _ in range(args.rounds):
+                hellos.append(wrk(args, "hello-world", hello.base + "/", duration=piece))
+                parts.append(one(piece))
+            baseline = combine(f"hello-world (beside {name})", hellos)
+            result = combine(name, parts)
+            result.baseline = baseline.rps
+            if result.written >= 0:
+                what = "purchases" if name == "purchase" else "events stored and credited"
+                result.notes.append(f"{result.written} {what}")
+            if name == "purchase" and not postgres:
+                result.notes.append("SQLite: one writer at a time")
+            hello_runs.append(baseline)
             results.append(result)
+            print_progress(baseline)
+            print_progress(result)
     return hello_runs, results
+
+
+READS = {
+    "front page (anonymous)",
+    "teaser page (anonymous)",
+    "full page (entitled)",
+    "article API 402",
+    "article API 200",
+}
 
 
 def print_progress(result: Result) -> None:
@@ -459,20 +526,22 @@ def report(
         f"load: wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s --latency "
         "(loopback)",
         f"load average (1, 5, 15 min) before / after: {loads[0]} / {loads[1]}",
-        "hello-world req/s (p50 ms), run between the scenarios: "
-        + ", ".join(f"{h.rps:.0f} ({h.p50_ms:.2f})" for h in hello),
+        f"each scenario: {args.rounds} slices of {max(args.duration // args.rounds, 1)} s, "
+        "alternating with hello-world slices; req/s over all slices, p50/p99 the median "
+        "slice's",
         "",
-        "| scenario | req/s | p50 ms | p99 ms | hello req/s | ratio | goal | non-2xx | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | req/s | p50 ms | p99 ms | hello req/s | hello p50 ms | ratio | goal "
+        "| non-2xx | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in app:
+    for r, h in zip(app, hello, strict=True):
         ratio = r.rps / r.baseline
         goal = GOALS.get(r.name)
         verdict = "" if goal is None else f"≥ {goal} " + ("yes" if ratio >= goal else "no")
         notes = "; ".join([*r.notes, *([r.socket_errors] if r.socket_errors else [])])
         lines.append(
             f"| {r.name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.baseline:.0f} | "
-            f"{ratio:.2f} | {verdict} | {r.non_2xx} | {notes} |"
+            f"{h.p50_ms:.2f} | {ratio:.2f} | {verdict} | {r.non_2xx} | {notes} |"
         )
     return "\n".join(lines)
 
@@ -490,13 +559,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-seed", action="store_true", help="reuse a database seeded at this scale"
     )
     parser.add_argument("--seed-only", action="store_true")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per scenario")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="slices per scenario, alternating with hello-world"
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--worker-class", default="gthread")
-    parser.add_argument("--events", type=int, default=30000, help="signed webhook events")
+    parser.add_argument("--events", type=int, default=8000, help="signed events per slice")
     parser.add_argument("--only", nargs="*", help="substrings of scenario names to run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -508,6 +580,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A plain SIGTERM would leave the gunicorn servers behind; exit through the `with`s.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args(argv)
     scale = Scale(args.articles, args.readers, args.entitlements, args.pool)
     if not args.no_seed:

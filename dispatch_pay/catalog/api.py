@@ -19,16 +19,22 @@ from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
 
 bp = api_blueprint("catalog_api", __name__)
+# Built once (their construction does not depend on the request); dumping is thread-safe.
+ARTICLE_LIST = ArticleListSchema()
+FULL = FullArticleSchema()
+PAGE_QUERY = PageQuerySchema()
+LOCKED = LockedArticleSchema()
+LIBRARY = LibraryItemSchema(many=True)
 
 
 @bp.get("/articles")
 def list_articles() -> Response:
-    query = load_query(PageQuerySchema())
+    query = load_query(PAGE_QUERY)
     if api_user() is None:
         mark_public()
     articles, more = services.list_published(query["page"], query["per_page"])
     return jsonify(
-        ArticleListSchema().dump(
+        ARTICLE_LIST.dump(
             {
                 "articles": articles,
                 "page": query["page"],
@@ -46,7 +52,7 @@ def get_article(slug: str) -> Response:
     if access is Access.HIDDEN:
         raise not_found("article")
     if access is Access.FULL:
-        return jsonify(FullArticleSchema().dump(article))
+        return jsonify(FULL.dump(article))
     if api_user() is None:
         mark_public()  # the 402 answer holds the teaser and the offer, nothing of the caller
     raise DomainError(
@@ -61,7 +67,7 @@ def get_article(slug: str) -> Response:
                 )
                 + "/purchase",
             },
-            "article": LockedArticleSchema().dump(article),
+            "article": LOCKED.dump(article),
         },
     )
 
@@ -70,4 +76,4 @@ def get_article(slug: str) -> Response:
 def library() -> Response:
     user = require_user()
     items = services.library(user)
-    return jsonify({"articles": LibraryItemSchema(many=True).dump(items)})
+    return jsonify({"articles": LIBRARY.dump(items)})

@@ -18,6 +18,12 @@ from models import Article, User
 bp = Blueprint("catalog", __name__)
 
 PAYWALL_SELECTOR = ".paywalled-content"
+# Built once: a schema's construction (copying its declared fields) does not depend on
+# the request. Dumping through a shared instance is safe across threads.
+TEASER = TeaserSchema()
+TEASERS = TeaserSchema(many=True)
+FULL = FullArticleSchema()
+PAGE_QUERY = PageQuerySchema()
 
 
 def _viewer() -> User | None:
@@ -26,7 +32,7 @@ def _viewer() -> User | None:
 
 @bp.get("/")
 def front_page() -> str:
-    query = load_query(PageQuerySchema())
+    query = load_query(PAGE_QUERY)
     articles, more = services.list_published(query["page"], 12)
     viewer = _viewer()
     if viewer is None:
@@ -34,7 +40,7 @@ def front_page() -> str:
     owned = entitled_article_ids(viewer, [a.id for a in articles])
     return render_template(
         "index.html",
-        articles=TeaserSchema(many=True).dump(articles),
+        articles=TEASERS.dump(articles),
         owned={a.slug for a in articles if a.id in owned},
         page=query["page"],
         next_page=query["page"] + 1 if more else None,
@@ -71,8 +77,8 @@ def article_page(slug: str) -> str:
         abort(404)
     if viewer is None and access is Access.TEASER:
         mark_public()
-    teaser = TeaserSchema().dump(article)
-    full = FullArticleSchema().dump(article) if access is Access.FULL else None
+    teaser = TEASER.dump(article)
+    full = FULL.dump(article) if access is Access.FULL else None
     offer = None if full else paywall_offer(viewer, article)
     return render_template(
         "article.html",
@@ -93,9 +99,7 @@ def library_page() -> str:
     items = services.library(current_user._get_current_object())
     return render_template(
         "library.html",
-        items=[
-            {"article": TeaserSchema().dump(i.article), "acquired_at": i.acquired_at} for i in items
-        ],
+        items=[{"article": TEASER.dump(i.article), "acquired_at": i.acquired_at} for i in items],
     )
 
 
@@ -114,7 +118,7 @@ def feed() -> Response:
         "feed.xml",
         items=[
             (
-                TeaserSchema().dump(a),
+                TEASER.dump(a),
                 a.published_at.strftime("%a, %d %b %Y %H:%M:%S +0000") if a.published_at else None,
             )
             for a in articles
