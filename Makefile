@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install lint typecheck pytest migrate seed clean
+.PHONY: run test install lint typecheck pytest migrate seed clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ pytest: install
 
 ## test: lint, type-check and the whole test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 test: lint typecheck pytest
+
+## bench: seed a database and compare the app with hello-world under the same gunicorn
+## e.g. make bench BENCH_ARGS="--database-url postgresql+psycopg://root@127.0.0.1:5432/bench_1k --articles 1000"
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

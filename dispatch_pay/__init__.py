@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from dispatch_pay.catalog.public_cache import register_public_cache
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
 from dispatch_pay.inputs import DatabaseIdConverter, reject_unsafe_request_text
@@ -37,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_transaction_boundary(app)
     register_template_helpers(app)
     register_commands(app)
+    register_public_cache(app)
     return app
 
 

@@ -121,14 +121,11 @@ def reconcile_command(days: int) -> None:
     """Credit succeeded top-ups whose webhook never arrived (safe to run any time)."""
     from datetime import timedelta
 
-    from dispatch_pay.errors import DomainError
     from dispatch_pay.payments.gateway import PaymentProviderUnavailable
     from dispatch_pay.payments.services import gateway, reconcile
 
     try:
         lines = reconcile(gateway(), timedelta(days=days))
-    except DomainError as exc:  # no Stripe keys: nothing to ask
-        raise click.ClickException(exc.message) from exc
     except PaymentProviderUnavailable as exc:
         raise click.ClickException(f"Stripe is unavailable: {exc}") from exc
     except DomainError as exc:  # Stripe is not configured

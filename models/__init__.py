@@ -3,13 +3,16 @@
 from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, User
 from models.base import Base, Database, db, utcnow
 from models.catalog import (
+    CATALOG_STATE_ID,
     STATUS_DRAFT,
     STATUS_PUBLISHED,
     VERDICTS,
     Article,
     ArticleRevision,
+    CatalogState,
     Entitlement,
     VerificationReport,
+    bump_catalog_version,
 )
 from models.publisher import PriceChange, PublicationSettings
 from models.wallet import (
@@ -30,6 +33,7 @@ from models.wallet import (
 )
 
 __all__ = [
+    "CATALOG_STATE_ID",
     "ENTRY_ADJUSTMENT",
     "ENTRY_DISPUTE",
     "ENTRY_PURCHASE",
@@ -47,6 +51,7 @@ __all__ = [
     "Article",
     "ArticleRevision",
     "Base",
+    "CatalogState",
     "Database",
     "Dispute",
     "Entitlement",
@@ -59,6 +64,7 @@ __all__ = [
     "VerificationReport",
     "Wallet",
     "WebhookEvent",
+    "bump_catalog_version",
     "db",
     "utcnow",
 ]

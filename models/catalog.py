@@ -5,8 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
 from models.base import Base, utcnow
 
@@ -21,6 +33,8 @@ class Article(Base):
     __table_args__ = (
         CheckConstraint("status IN ('draft', 'published')", name="status_known"),
         CheckConstraint("price_amount >= 0", name="price_not_negative"),
+        # The listing: published, newest first (status, published_at DESC, id DESC).
+        Index("ix_articles_status_published_at_id", "status", "published_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -127,3 +141,58 @@ class Entitlement(Base):
     )
     note: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CatalogState(Base):
+    """One row whose version moves with every change anonymous readers could see.
+
+    Per-process caches of anonymous pages are keyed by this version, so a change
+    committed through any process invalidates every cached page in every process.
+    """
+
+    __tablename__ = "catalog_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=1)
+
+
+CATALOG_STATE_ID = 1
+# Writes to these change teasers, prices, listings, feeds or verification summaries.
+CATALOG_TYPES = (Article, ArticleRevision, VerificationReport)
+_BUMP_VERSION = text("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
+
+
+def bump_catalog_version(session: Session) -> None:
+    """Move the catalog version in the caller's transaction (for writers that bypass the ORM)."""
+    session.connection().execute(_BUMP_VERSION)
+
+
+def _writes_catalog(session: Session) -> bool:
+    if any(isinstance(obj, CATALOG_TYPES) for obj in session.new):
+        return True
+    if any(isinstance(obj, CATALOG_TYPES) for obj in session.deleted):
+        return True
+    return any(
+        isinstance(obj, CATALOG_TYPES) and session.is_modified(obj, include_collections=False)
+        for obj in session.dirty
+    )
+
+
+# Listening on the Session class (not on a call in each service) means no writer can
+# forget it, including ones added later: any flush that writes an article, a revision
+# or a report bumps the version in the same transaction, so the bump commits (or rolls
+# back) together with the change it announces.
+@event.listens_for(Session, "before_flush")
+def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if _writes_catalog(session):
+        bump_catalog_version(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _bump_on_bulk_write(state: ORMExecuteState) -> None:
+    """ORM-enabled UPDATE/DELETE statements skip the flush; catch them here."""
+    if not (state.is_update or state.is_delete):
+        return
+    mapper = state.bind_mapper
+    if mapper is not None and issubclass(mapper.class_, CATALOG_TYPES):
+        bump_catalog_version(state.session)

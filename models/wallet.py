@@ -109,6 +109,8 @@ class Purchase(Base):
             postgresql_where=text("status = 'active'"),
         ),
         Index("ix_purchases_article_id_created_at", "article_id", "created_at"),
+        # A reader's purchases, newest first, and the refund-limit count.
+        Index("ix_purchases_user_id_id", "user_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

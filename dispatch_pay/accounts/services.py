@@ -10,6 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch_pay.errors import DomainError
@@ -107,9 +108,9 @@ def issue_token(user: User, name: str = "API token") -> IssuedToken:
 
 def user_for_token(secret: str) -> User | None:
     token = db.session.scalar(
-        select(ApiToken).where(
-            ApiToken.token_hash == _token_digest(secret), ApiToken.revoked_at.is_(None)
-        )
+        select(ApiToken)
+        .where(ApiToken.token_hash == _token_digest(secret), ApiToken.revoked_at.is_(None))
+        .options(joinedload(ApiToken.user))  # every caller needs the user: one round trip
     )
     if token is None:
         return None

@@ -7,6 +7,7 @@ from flask import Response, jsonify, url_for
 from dispatch_pay.api.auth import api_blueprint, api_user, require_user
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
@@ -18,14 +19,22 @@ from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
 
 bp = api_blueprint("catalog_api", __name__)
+# Built once (their construction does not depend on the request); dumping is thread-safe.
+ARTICLE_LIST = ArticleListSchema()
+FULL = FullArticleSchema()
+PAGE_QUERY = PageQuerySchema()
+LOCKED = LockedArticleSchema()
+LIBRARY = LibraryItemSchema(many=True)
 
 
 @bp.get("/articles")
 def list_articles() -> Response:
-    query = load_query(PageQuerySchema())
+    query = load_query(PAGE_QUERY)
+    if api_user() is None:
+        mark_public()
     articles, more = services.list_published(query["page"], query["per_page"])
     return jsonify(
-        ArticleListSchema().dump(
+        ARTICLE_LIST.dump(
             {
                 "articles": articles,
                 "page": query["page"],
@@ -43,7 +52,9 @@ def get_article(slug: str) -> Response:
     if access is Access.HIDDEN:
         raise not_found("article")
     if access is Access.FULL:
-        return jsonify(FullArticleSchema().dump(article))
+        return jsonify(FULL.dump(article))
+    if api_user() is None:
+        mark_public()  # the 402 answer holds the teaser and the offer, nothing of the caller
     raise DomainError(
         "payment_required",
         "Buy this dispatch to read it in full.",
@@ -56,7 +67,7 @@ def get_article(slug: str) -> Response:
                 )
                 + "/purchase",
             },
-            "article": LockedArticleSchema().dump(article),
+            "article": LOCKED.dump(article),
         },
     )
 
@@ -65,4 +76,4 @@ def get_article(slug: str) -> Response:
 def library() -> Response:
     user = require_user()
     items = services.library(user)
-    return jsonify({"articles": LibraryItemSchema(many=True).dump(items)})
+    return jsonify({"articles": LIBRARY.dump(items)})

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from dispatch_pay.errors import not_found
 from models import STATUS_PUBLISHED, Article, ArticleRevision, Entitlement, User, db
@@ -47,7 +47,12 @@ def all_published() -> list[Article]:
 
 
 def find_article(slug: str) -> Article:
-    article = db.session.scalar(select(Article).where(Article.slug == slug))
+    # The live text and its report come in the same query: every reader view needs them.
+    article = db.session.scalar(
+        select(Article)
+        .where(Article.slug == slug)
+        .options(joinedload(Article.live_revision).joinedload(ArticleRevision.report))
+    )
     if article is None:
         raise not_found("article")
     return article

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
+from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.inputs import load_query
 from dispatch_pay.wallet.services import paywall_offer
@@ -17,6 +18,12 @@ from models import Article, User
 bp = Blueprint("catalog", __name__)
 
 PAYWALL_SELECTOR = ".paywalled-content"
+# Built once: a schema's construction (copying its declared fields) does not depend on
+# the request. Dumping through a shared instance is safe across threads.
+TEASER = TeaserSchema()
+TEASERS = TeaserSchema(many=True)
+FULL = FullArticleSchema()
+PAGE_QUERY = PageQuerySchema()
 
 
 def _viewer() -> User | None:
@@ -25,12 +32,15 @@ def _viewer() -> User | None:
 
 @bp.get("/")
 def front_page() -> str:
-    query = load_query(PageQuerySchema())
+    query = load_query(PAGE_QUERY)
     articles, more = services.list_published(query["page"], 12)
-    owned = entitled_article_ids(_viewer(), [a.id for a in articles])
+    viewer = _viewer()
+    if viewer is None:
+        mark_public()
+    owned = entitled_article_ids(viewer, [a.id for a in articles])
     return render_template(
         "index.html",
-        articles=TeaserSchema(many=True).dump(articles),
+        articles=TEASERS.dump(articles),
         owned={a.slug for a in articles if a.id in owned},
         page=query["page"],
         next_page=query["page"] + 1 if more else None,
@@ -65,9 +75,11 @@ def article_page(slug: str) -> str:
     access = read_access(viewer, article)
     if access is Access.HIDDEN:
         abort(404)
-    teaser = TeaserSchema().dump(article)
+    if viewer is None and access is Access.TEASER:
+        mark_public()
+    teaser = TEASER.dump(article)
     # Two templates: the locked one is never handed the full article.
-    full = FullArticleSchema().dump(article) if access is Access.FULL else None
+    full = FULL.dump(article) if access is Access.FULL else None
     offer = None if full else paywall_offer(viewer, article)
     return render_template(
         "article_full.html" if full else "article_teaser.html",
@@ -78,7 +90,6 @@ def article_page(slug: str) -> str:
         structured_data=structured_data(teaser, article.is_free),
         paywall_class=PAYWALL_SELECTOR.lstrip("."),
         offer=offer,
-        payments_enabled=current_app.extensions.get("payment_gateway") is not None,
     )
 
 
@@ -88,25 +99,26 @@ def library_page() -> str:
     items = services.library(current_user._get_current_object())
     return render_template(
         "library.html",
-        items=[
-            {"article": TeaserSchema().dump(i.article), "acquired_at": i.acquired_at} for i in items
-        ],
+        items=[{"article": TEASER.dump(i.article), "acquired_at": i.acquired_at} for i in items],
     )
 
 
 @bp.get("/verification")
 def verification_page() -> str:
+    if _viewer() is None:
+        mark_public()
     return render_template("verification.html")
 
 
 @bp.get("/feed.xml")
 def feed() -> Response:
+    mark_public()  # teasers only, nothing about the caller
     articles, _ = services.list_published(1, 50)
     body = render_template(
         "feed.xml",
         items=[
             (
-                TeaserSchema().dump(a),
+                TEASER.dump(a),
                 a.published_at.strftime("%a, %d %b %Y %H:%M:%S +0000") if a.published_at else None,
             )
             for a in articles
@@ -119,6 +131,7 @@ def feed() -> Response:
 
 @bp.get("/sitemap.xml")
 def sitemap() -> Response:
+    mark_public()
     articles = services.all_published()
     body = render_template(
         "sitemap.xml",

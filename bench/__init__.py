@@ -1,0 +1,1 @@
+"""Benchmarks: seed a database at scale, then compare the app with a bare Flask app."""

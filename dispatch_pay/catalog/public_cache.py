@@ -1,0 +1,297 @@
+"""What anonymous readers see, cached per process and invalidated across processes.
+
+Design (and why):
+- `catalog_state.version` moves in the same transaction as every write to an article,
+  a revision or a report (a Session event in models/catalog.py, so no writer can forget
+  it). The version lives in the database, not in Redis: a Redis counter could only be
+  bumped after the commit, leaving a window (or, after a crash, forever) in which a
+  process serves the old page as current.
+- Each GET of a public path that carries no credentials (no Authorization header, no
+  session or remember cookie) reads the version with one primary-key query and looks up
+  (scheme, host, path, query) in this process's cache; an entry counts only for the
+  version it was rendered at. A change committed through any process therefore
+  invalidates every cached page in every process on their next request.
+- The version is read before the page is rendered, so a page is never stored under a
+  version newer than its data; at worst newer data sits under an older key and is
+  re-rendered once.
+- Only responses the views marked public (anonymous viewer: teasers, the listing, the
+  feed, the 402 answer) and that set no cookie are stored; anything with per-user
+  content never is. Hits are served by a WSGI middleware before Flask runs at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, request
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.http import parse_cookie, parse_etags, unquote_etag
+
+from models import db
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+# Paths whose anonymous answers may be public; the views still decide per response.
+PUBLIC_PATHS = frozenset({"/", "/feed.xml", "/sitemap.xml", "/verification", "/api/v1/articles"})
+PUBLIC_PREFIXES = ("/articles/", "/api/v1/articles/")
+CACHEABLE_STATUSES = frozenset({200, 402})
+VERSION_KEY = "dispatch_pay.catalog_version"
+PUBLIC_MARK = "dispatch_pay.public"  # set by views (per request, not on g: see mark_public)
+PUBLIC_KEY = "dispatch_pay.public_response"
+_READ_VERSION = text("SELECT version FROM catalog_state WHERE id = 1")
+_caches: list[AnonymousPageCache] = []
+
+
+def mark_public() -> None:
+    """Called by a view whose answer holds nothing specific to the (anonymous) caller.
+
+    Kept in the WSGI environ rather than on `g`, which lives as long as the app context
+    and so can outlive one request.
+    """
+    request.environ[PUBLIC_MARK] = True
+
+
+def is_public() -> bool:
+    return bool(request.environ.get(PUBLIC_MARK))
+
+
+def _public_path(path: str) -> bool:
+    if path in PUBLIC_PATHS:
+        return True
+    # Purchases and other sub-resources of an article are never public.
+    return path.startswith(PUBLIC_PREFIXES) and path.count("/") == (
+        2 if path.startswith("/articles/") else 4
+    )
+
+
+def carries_credentials(environ: WSGIEnvironment, cookie_names: tuple[str, ...]) -> bool:
+    if environ.get("HTTP_AUTHORIZATION"):
+        return True
+    raw = environ.get("HTTP_COOKIE")
+    if not raw:
+        return False
+    cookies = parse_cookie(raw)
+    return any(name in cookies for name in cookie_names)
+
+
+def read_catalog_version() -> int | None:
+    """The catalog version as the request's own session sees it (tests, which never commit)."""
+    try:
+        version = db.session.execute(_READ_VERSION).scalar()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return None
+    return int(version) if version is not None else None
+
+
+class CommittedVersionReader:
+    """The committed version in one round trip, on a connection each thread keeps.
+
+    A session would check a pooled connection out (and ping it), BEGIN, SELECT and
+    COMMIT: four round trips for what is the whole database cost of a cached page.
+    This connection runs in autocommit, so each read sees the latest commit.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def __call__(self) -> int | None:
+        try:
+            connection = self._connection()
+            cursor = connection.cursor()
+            try:
+                cursor.execute(_READ_VERSION.text)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception:  # any driver error: drop the connection, serve uncached
+            self._discard()
+            return None
+        return int(row[0]) if row is not None else None
+
+    def _connection(self) -> Any:
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            assert db.engine is not None
+            connection = db.engine.raw_connection()
+            if db.engine.dialect.name == "postgresql":
+                connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+            # (SQLite connections already run in autocommit: see models/base.py.)
+            self.local.connection = connection
+        return connection
+
+    def _discard(self) -> None:
+        connection = getattr(self.local, "connection", None)
+        self.local.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # it is being thrown away anyway
+                connection.invalidate()
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    version: int
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    etag: str | None
+
+    def serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.etag and self.status.startswith("200"):
+            wanted = environ.get("HTTP_IF_NONE_MATCH")
+            if wanted and parse_etags(wanted).contains_weak(self.etag):
+                start_response("304 Not Modified", _conditional_headers(self.headers))
+                return [b""]
+        start_response(self.status, [*self.headers, ("X-Dispatch-Cache", "hit")])
+        return [self.body]
+
+
+def _conditional_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    keep = {"etag", "cache-control", "vary", "expires"}
+    return [(k, v) for k, v in headers if k.lower() in keep] + [("X-Dispatch-Cache", "hit")]
+
+
+class AnonymousPageCache:
+    """WSGI middleware: serve anonymous public pages from memory while the version holds."""
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        cookie_names: tuple[str, ...],
+        max_bytes: int,
+        read_version: Callable[[], int | None],
+    ) -> None:
+        self.app, self.cookie_names, self.max_bytes = app, cookie_names, max_bytes
+        self.read_version = read_version
+        self.entries: dict[tuple[str, ...], CachedResponse] = {}
+        self.size = 0
+        self.lock = threading.Lock()
+        _caches.append(self)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if (
+            environ.get("REQUEST_METHOD") != "GET"
+            or not _public_path(environ.get("PATH_INFO", ""))
+            or carries_credentials(environ, self.cookie_names)
+        ):
+            return self.app(environ, start_response)
+        version = self.read_version()
+        if version is None:
+            return self.app(environ, start_response)
+        key = _key(environ)
+        entry = self.entries.get(key)
+        if entry is not None and entry.version == version:
+            return entry.serve(environ, start_response)
+        environ[VERSION_KEY] = version
+        return self._render_and_store(key, version, environ, start_response)
+
+    def _render_and_store(
+        self,
+        key: tuple[str, ...],
+        version: int,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        captured: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured[:] = [status, headers]
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, capture)
+        if not environ.get(PUBLIC_KEY) or not captured:
+            return result
+        status, headers = captured
+        try:
+            body = b"".join(result)
+        finally:
+            close: Callable[[], None] | None = getattr(result, "close", None)
+            if close is not None:
+                close()
+        if int(status.split(" ", 1)[0]) in CACHEABLE_STATUSES and not any(
+            k.lower() == "set-cookie" for k, _ in headers
+        ):
+            quoted = next((v for k, v in headers if k.lower() == "etag"), None)
+            etag = unquote_etag(quoted)[0] if quoted else None
+            self._store(key, CachedResponse(version, status, list(headers), body, etag))
+        return [body]
+
+    def _store(self, key: tuple[str, ...], entry: CachedResponse) -> None:
+        with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= len(old.body)
+                if old.version > entry.version:  # a slower render of an older version
+                    entry = old
+            self.entries[key] = entry
+            self.size += len(entry.body)
+            while self.size > self.max_bytes and self.entries:
+                oldest = next(iter(self.entries))  # insertion order: first in, first out
+                self.size -= len(self.entries.pop(oldest).body)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.size = 0
+
+
+def _key(environ: WSGIEnvironment) -> tuple[str, ...]:
+    # Scheme and host are part of the page: teasers and the feed carry absolute URLs.
+    return (
+        environ.get("wsgi.url_scheme", "http"),
+        environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+        environ.get("PATH_INFO", ""),
+        environ.get("QUERY_STRING", ""),
+    )
+
+
+def clear_all_caches() -> None:
+    """Forget every cached page in this process (tests roll catalog versions back)."""
+    for cache in _caches:
+        cache.clear()
+
+
+def _cache_headers(app: Flask, response: Response) -> Response:
+    """Public and validated for anonymous public answers; private and unstored otherwise."""
+    public = is_public() and not carries_credentials(request.environ, _cookie_names(app))
+    if public and response.status_code in CACHEABLE_STATUSES:
+        response.cache_control.public = True
+        response.cache_control.max_age = app.config["PUBLIC_CACHE_MAX_AGE"]
+        response.vary.update(("Cookie", "Authorization"))
+        if response.status_code == 200:
+            response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:32])
+            response.make_conditional(request)
+        request.environ[PUBLIC_KEY] = True
+    elif "Cache-Control" not in response.headers:
+        response.cache_control.private = True
+        response.cache_control.no_store = True
+    return response
+
+
+def _cookie_names(app: Flask) -> tuple[str, ...]:
+    return (
+        str(app.config.get("SESSION_COOKIE_NAME") or "session"),
+        str(app.config.get("REMEMBER_COOKIE_NAME") or "remember_token"),
+    )
+
+
+def register_public_cache(app: Flask) -> None:
+    app.config.setdefault("PUBLIC_CACHE_MAX_AGE", 10)
+    app.config.setdefault("PUBLIC_CACHE_MAX_BYTES", 64 * 1024 * 1024)
+    app.after_request(lambda response: _cache_headers(app, response))
+    # Public pages carry no CSRF token: it would create a session (a cookie) per visitor.
+    app.context_processor(lambda: {"public_page": is_public()})
+    if app.config.get("PUBLIC_CACHE_ENABLED", True):
+        # Tests run each case in a transaction that is never committed: they read the
+        # version through the session that sees it.
+        reader = read_catalog_version if app.testing else CommittedVersionReader()
+        app.wsgi_app = AnonymousPageCache(  # type: ignore[method-assign]
+            app.wsgi_app, _cookie_names(app), app.config["PUBLIC_CACHE_MAX_BYTES"], reader
+        )
