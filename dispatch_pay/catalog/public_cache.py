@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
 from models import db
+from models.base import build_engine
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -101,6 +103,8 @@ class CommittedVersionReader:
 
     def __init__(self) -> None:
         self.local = threading.local()
+        self.engine: Engine | None = None
+        self.lock = threading.Lock()
 
     def __call__(self) -> int | None:
         try:
@@ -119,13 +123,24 @@ class CommittedVersionReader:
     def _connection(self) -> Any:
         connection = getattr(self.local, "connection", None)
         if connection is None:
-            assert db.engine is not None
-            connection = db.engine.raw_connection()
-            if db.engine.dialect.name == "postgresql":
+            engine = self._engine()
+            connection = engine.raw_connection()
+            if engine.dialect.name == "postgresql":
                 connection.driver_connection.autocommit = True  # type: ignore[union-attr]
             # (SQLite connections already run in autocommit: see models/base.py.)
             self.local.connection = connection
         return connection
+
+    def _engine(self) -> Engine:
+        """A pool of its own, never the sessions' pool: an autocommit connection handed
+        back to that pool (when a thread ends) would break the next session's
+        transaction. NullPool closes a connection once its thread lets go of it."""
+        with self.lock:
+            if self.engine is None:
+                assert db.engine is not None
+                url = db.engine.url.render_as_string(hide_password=False)
+                self.engine = build_engine(url, poolclass=NullPool, pool_pre_ping=False)
+            return self.engine
 
     def _discard(self) -> None:
         connection = getattr(self.local, "connection", None)
