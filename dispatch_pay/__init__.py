@@ -71,6 +71,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay import ops
     from dispatch_pay.accounts import api as accounts_api
     from dispatch_pay.accounts import web as accounts_web
+    from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
     from dispatch_pay.publisher import api as publisher_api
@@ -88,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
         catalog_api,
         publisher_api,
         wallet_api,
+        openapi,
     ):
         app.register_blueprint(module.bp)
 

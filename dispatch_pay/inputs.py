@@ -9,6 +9,11 @@ from marshmallow import Schema, ValidationError
 
 from dispatch_pay.errors import DomainError, invalid_fields
 
+# Integer primary keys are 32-bit on PostgreSQL: a larger id in a URL matches no route
+# (404) instead of reaching the database as an out-of-range value.
+MAX_ROW_ID = 2**31 - 1
+ROW_ID = f"int(max={MAX_ROW_ID})"
+
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object; a 400 for anything that is not one."""

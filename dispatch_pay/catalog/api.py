@@ -5,13 +5,15 @@ from __future__ import annotations
 from flask import Response, jsonify, url_for
 
 from dispatch_pay.api.auth import api_blueprint, api_user, require_user
+from dispatch_pay.api.openapi import operation
+from dispatch_pay.api.responses import LibrarySchema, PaymentRequiredSchema
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
-    LibraryItemSchema,
     LockedArticleSchema,
+    OfferSchema,
     PageQuerySchema,
 )
 from dispatch_pay.errors import DomainError, not_found
@@ -21,6 +23,12 @@ bp = api_blueprint("catalog_api", __name__)
 
 
 @bp.get("/articles")
+@operation(
+    "Published articles, newest first (teasers only)",
+    auth="optional",
+    query=PageQuerySchema,
+    response=ArticleListSchema,
+)
 def list_articles() -> Response:
     query = load_query(PageQuerySchema())
     articles, more = services.list_published(query["page"], query["per_page"])
@@ -37,6 +45,14 @@ def list_articles() -> Response:
 
 
 @bp.get("/articles/<slug>")
+@operation(
+    "An article in full for a reader entitled to it, else a 402 offer",
+    auth="optional",
+    response=FullArticleSchema,
+    description="The full text (`body_html`) is in no field of the 402.",
+    error_bodies={402: PaymentRequiredSchema},
+    errors={402: "`payment_required`: buy it at `offer.purchase_url`."},
+)
 def get_article(slug: str) -> Response:
     article = services.find_article(slug)
     access = read_access(api_user(), article)
@@ -49,20 +65,22 @@ def get_article(slug: str) -> Response:
         "Buy this dispatch to read it in full.",
         status=402,
         extra={
-            "offer": {
-                "price": {"amount": article.price_amount, "currency": article.price_currency},
-                "purchase_url": url_for(
-                    "catalog_api.get_article", slug=article.slug, _external=True
-                )
-                + "/purchase",
-            },
+            "offer": OfferSchema().dump(
+                {
+                    "price": {"amount": article.price_amount, "currency": article.price_currency},
+                    "purchase_url": url_for(
+                        "wallet_api.purchase_article", slug=article.slug, _external=True
+                    ),
+                }
+            ),
             "article": LockedArticleSchema().dump(article),
         },
     )
 
 
 @bp.get("/library")
+@operation("The reader's purchased (and granted) articles", response=LibrarySchema)
 def library() -> Response:
     user = require_user()
     items = services.library(user)
-    return jsonify({"articles": LibraryItemSchema(many=True).dump(items)})
+    return jsonify(LibrarySchema().dump({"articles": items}))

@@ -5,6 +5,13 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from dispatch_pay.api.auth import api_blueprint, require_publisher
+from dispatch_pay.api.openapi import operation
+from dispatch_pay.api.responses import (
+    AdminArticleListSchema,
+    PublishBlockedSchema,
+    RevisionListSchema,
+    StoredReportSchema,
+)
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.inputs import load_json
 from dispatch_pay.publisher import services
@@ -12,7 +19,6 @@ from dispatch_pay.publisher.schemas import (
     ArticleAdminSchema,
     ArticleCreateSchema,
     ArticlePatchSchema,
-    RevisionSchema,
 )
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report
 from dispatch_pay.verification.services import attach_report
@@ -21,6 +27,14 @@ bp = api_blueprint("publisher_api", __name__)
 
 
 @bp.post("/articles")
+@operation(
+    "Create a draft article",
+    auth="publisher",
+    body=ArticleCreateSchema,
+    response=ArticleAdminSchema,
+    status=201,
+    errors={409: "`slug_taken`."},
+)
 def create_article() -> tuple[Response, int]:
     author = require_publisher()
     data = load_json(ArticleCreateSchema())
@@ -29,6 +43,14 @@ def create_article() -> tuple[Response, int]:
 
 
 @bp.patch("/articles/<slug>")
+@operation(
+    "Edit an article; a new body becomes a new revision",
+    auth="publisher",
+    body=ArticlePatchSchema(partial=True),
+    response=ArticleAdminSchema,
+    description="Only the fields sent change. Price changes never touch past purchases.",
+    errors={409: "`slug_taken`, or `slug_locked` once published."},
+)
 def update_article(slug: str) -> Response:
     editor = require_publisher()
     article = find_article(slug)
@@ -38,15 +60,39 @@ def update_article(slug: str) -> Response:
 
 
 @bp.put("/articles/<slug>/verification")
+@operation(
+    "Attach the verifier's report to the article's newest text",
+    auth="publisher",
+    body=ReportInputSchema,
+    response=StoredReportSchema,
+    errors={
+        409: "`verification_missing` (no text), `verification_stale` (`body_sha256` "
+        "is not the newest text's)."
+    },
+)
 def put_verification(slug: str) -> Response:
     require_publisher()
     article = find_article(slug)
     data = load_json(ReportInputSchema())
     report = attach_report(article, data)
-    return jsonify({**(full_report(report) or {}), "revision": report.revision.number})
+    return jsonify(
+        StoredReportSchema().dump(
+            {**(full_report(report) or {}), "revision": report.revision.number}
+        )
+    )
 
 
 @bp.post("/articles/<slug>/publish")
+@operation(
+    "Publish the newest text, if its report is current and contradicts nothing",
+    auth="publisher",
+    response=ArticleAdminSchema,
+    error_bodies={409: PublishBlockedSchema},
+    errors={
+        409: "`contradicted_claims` (listed in `claims`), `verification_missing` or "
+        "`verification_stale`."
+    },
+)
 def publish(slug: str) -> Response:
     require_publisher()
     article = services.publish(find_article(slug))
@@ -54,6 +100,7 @@ def publish(slug: str) -> Response:
 
 
 @bp.post("/articles/<slug>/unpublish")
+@operation("Take an article off the site", auth="publisher", response=ArticleAdminSchema)
 def unpublish(slug: str) -> Response:
     require_publisher()
     article = services.unpublish(find_article(slug))
@@ -61,18 +108,21 @@ def unpublish(slug: str) -> Response:
 
 
 @bp.get("/publisher/articles")
+@operation("Every article, drafts too", auth="publisher", response=AdminArticleListSchema)
 def list_all_articles() -> Response:
     require_publisher()
-    return jsonify({"articles": ArticleAdminSchema(many=True).dump(services.list_articles())})
+    return jsonify(AdminArticleListSchema().dump({"articles": services.list_articles()}))
 
 
 @bp.get("/publisher/articles/<slug>")
+@operation("One article as the publisher sees it", auth="publisher", response=ArticleAdminSchema)
 def get_admin_article(slug: str) -> Response:
     require_publisher()
     return jsonify(ArticleAdminSchema().dump(find_article(slug)))
 
 
 @bp.get("/articles/<slug>/revisions")
+@operation("An article's revisions, newest first", auth="publisher", response=RevisionListSchema)
 def list_revisions(slug: str) -> Response:
     require_publisher()
     article = find_article(slug)
@@ -86,4 +136,4 @@ def list_revisions(slug: str) -> Response:
         }
         for r in services.revisions(article)
     ]
-    return jsonify({"revisions": RevisionSchema(many=True).dump(rows)})
+    return jsonify(RevisionListSchema().dump({"revisions": rows}))

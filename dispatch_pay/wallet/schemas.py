@@ -20,6 +20,15 @@ class TopUpRequestSchema(Schema):
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
 
 
+class IdempotencyHeaderSchema(Schema):
+    """The optional Idempotency-Key header of a top-up (surrounding spaces ignored)."""
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Length(min=1, max=255, error="Must be 1 to 255 characters."),
+    )
+
+
 class WalletQuerySchema(Schema):
     currency = fields.String(
         load_default="usd",
@@ -65,8 +74,8 @@ def wallet_view(wallet: Wallet | None, currency: str, entries: list[LedgerEntry]
 
 class PurchaseSchema(Schema):
     id = fields.Integer()
-    article = fields.Method("get_article")
-    price = fields.Method("get_price")
+    article = fields.Method("get_article", metadata={"type": "string"})
+    price = fields.Method("get_price", metadata={"schema": MoneySchema})
     status = fields.String()
     created_at = fields.DateTime()
     refunded_at = fields.DateTime(allow_none=True)
@@ -84,9 +93,9 @@ class PurchaseSchema(Schema):
 class TopUpSchema(Schema):
     id = fields.String(attribute="payment_intent_id")
     status = fields.String()
-    amount = fields.Method("get_amount")
+    amount = fields.Method("get_amount", metadata={"schema": MoneySchema})
     client_secret = fields.String(allow_none=True)
-    buy = fields.Method("get_buy")
+    buy = fields.Method("get_buy", metadata={"type": ["string", "null"]})
 
     def get_amount(self, topup: Any) -> dict[str, Any]:
         return money(topup.amount, topup.currency)
