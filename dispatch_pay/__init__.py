@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("DEFAULT_ARTICLE_PRICE", {"amount": 39, "currency": "usd"})
     register_extensions(app)
     register_blueprints(app)
+    register_input_guards(app)
     register_errorhandlers(app)
     register_transaction_boundary(app)
     register_template_helpers(app)
@@ -92,6 +93,12 @@ def register_blueprints(app: Flask) -> None:
         openapi,
     ):
         app.register_blueprint(module.bp)
+
+
+def register_input_guards(app: Flask) -> None:
+    from dispatch_pay.inputs import refuse_unstorable_text
+
+    app.before_request(refuse_unstorable_text)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -49,7 +49,8 @@ ERROR_MEANINGS = {
     404: "Unknown (`not_found`).",
     409: "Conflict with the current state.",
     413: "The body is larger than 1 MiB (`payload_too_large`).",
-    422: "Invalid field values (`invalid_fields`); `fields` names each bad field.",
+    422: "Invalid field values (`invalid_fields`); `fields` names each bad field. Any "
+    "route: text with a NUL character or an unpaired surrogate.",
     429: "Too many attempts (`too_many_requests`); wait and try again.",
     503: "A dependency (the database, Stripe) is unavailable.",
 }
@@ -189,8 +190,7 @@ def _error_statuses(op: Operation, method: str, rule: Rule) -> dict[int, str]:
     if op.body is not None:
         statuses[400] = ERROR_MEANINGS[400]
         statuses[413] = ERROR_MEANINGS[413]
-    if op.body is not None or op.query is not None or op.headers is not None:
-        statuses[422] = ERROR_MEANINGS[422]
+    statuses[422] = ERROR_MEANINGS[422]  # any query string can carry unstorable text
     for status, codes in op.errors.items():
         meaning = ERROR_MEANINGS.get(status, "")
         statuses[status] = f"{meaning} {codes}".strip()

@@ -16,6 +16,7 @@ from dispatch_pay.catalog.services import find_article
 from dispatch_pay.inputs import load_json
 from dispatch_pay.publisher import services
 from dispatch_pay.publisher.schemas import (
+    PATCHABLE_FIELDS,
     ArticleAdminSchema,
     ArticleCreateSchema,
     ArticlePatchSchema,
@@ -46,7 +47,7 @@ def create_article() -> tuple[Response, int]:
 @operation(
     "Edit an article; a new body becomes a new revision",
     auth="publisher",
-    body=ArticlePatchSchema(partial=True),
+    body=ArticlePatchSchema(partial=PATCHABLE_FIELDS),
     response=ArticleAdminSchema,
     description="Only the fields sent change. Price changes never touch past purchases.",
     errors={409: "`slug_taken`, or `slug_locked` once published."},
@@ -54,7 +55,7 @@ def create_article() -> tuple[Response, int]:
 def update_article(slug: str) -> Response:
     editor = require_publisher()
     article = find_article(slug)
-    data = load_json(ArticlePatchSchema(), partial=True)
+    data = load_json(ArticlePatchSchema(), partial=PATCHABLE_FIELDS)
     services.update_article(article, data, editor)
     return jsonify(ArticleAdminSchema().dump(article))
 

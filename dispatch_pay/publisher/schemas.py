@@ -33,6 +33,11 @@ class ArticlePatchSchema(ArticleCreateSchema):
     """Every field optional; only those sent change."""
 
 
+# Partial at the top level only: a price that is sent is a whole price (amount and
+# currency), so `partial=True`, which reaches into nested schemas too, would be wrong.
+PATCHABLE_FIELDS = tuple(ArticlePatchSchema._declared_fields)
+
+
 class AdminVerificationSchema(Schema):
     """The publisher's view: whether the newest text is checked, and the report if any."""
 
