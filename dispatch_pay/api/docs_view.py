@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from markupsafe import Markup, escape
+
 SCHEMA_REF = "#/components/schemas/"
 CONSTRAINTS = (
     ("minimum", "≥ {}"),
@@ -70,6 +72,15 @@ class OperationView:
     parameters: list[FieldRow]
     body: str | None
     responses: list[ResponseView]
+
+
+def code_spans(text: str) -> Markup:
+    """Descriptions mark codes and fields with `backticks`; show them as code."""
+    pieces = text.split("`")  # odd pieces were between backticks
+    return Markup("").join(
+        Markup("<code>{}</code>").format(piece) if i % 2 else escape(piece)
+        for i, piece in enumerate(pieces)
+    )
 
 
 def ref_name(schema: dict[str, Any]) -> str | None:

@@ -308,6 +308,13 @@ def document(app: Flask) -> dict[str, Any]:
 bp = Blueprint("openapi", __name__)
 
 
+@bp.app_template_filter("code_spans")
+def _code_spans(text: str) -> Any:
+    from dispatch_pay.api.docs_view import code_spans
+
+    return code_spans(text)
+
+
 @bp.get("/api/openapi.json")
 def openapi_json() -> Response:
     return jsonify(document(current_app._get_current_object()))  # type: ignore[attr-defined]
