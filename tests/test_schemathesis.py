@@ -42,15 +42,12 @@ CONFIG: dict[str, Any] = {
     "cache": {"enabled": False},
     "generation": {"max-examples": 4, "deterministic": True, "database": "none"},
     "phases": {"stateful": {"enabled": False}},
-    # What the suite asserts: no 5xx, and every answer is one the document describes.
-    "checks": {
-        "enabled": False,
-        "not_a_server_error": {"enabled": True},
-        "status_code_conformance": {"enabled": True},
-        "content_type_conformance": {"enabled": True},
-        "response_headers_conformance": {"enabled": True},
-        "response_schema_conformance": {"enabled": True},
-    },
+    # No 5xx, every answer one the document describes (status, content type, headers,
+    # body), invalid input refused, auth not ignored, deleted things gone. All of
+    # schemathesis' checks but positive_data_acceptance, which wants a 2xx for every
+    # schema-valid request: here a valid request may still be a 402 (not paid), or a
+    # 422 from a rule the schema cannot say (the top-up minimum of each currency).
+    "checks": {"enabled": True, "positive_data_acceptance": {"enabled": False}},
 }
 
 

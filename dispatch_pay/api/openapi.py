@@ -235,7 +235,9 @@ def _operation_dict(rule: Rule, method: str, op: Operation) -> dict[str, Any]:
     if parameters:
         result["parameters"] = parameters
     if op.body is not None:
-        result["requestBody"] = {"required": True, "content": _json(op.body)}
+        # A partial body (PATCH) may be empty: nothing changes.
+        partial = bool(getattr(op.body, "partial", False))
+        result["requestBody"] = {"required": not partial, "content": _json(op.body)}
     return result
 
 

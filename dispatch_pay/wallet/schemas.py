@@ -5,11 +5,22 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from dispatch_pay.money import CURRENCIES, MoneySchema
+from dispatch_pay.wallet.services import TOPUP_MAXIMUM
 from models import LedgerEntry, Purchase, Wallet
 
 
 class TopUpRequestSchema(Schema):
-    amount = fields.Integer(required=True, strict=True)
+    # The range is for the OpenAPI document: the service checks the exact minimum of the
+    # currency and says it in money ("between $0.50 and $100.00").
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        metadata={
+            "minimum": min(int(c["stripe_minimum"]) for c in CURRENCIES.values()),
+            "maximum": TOPUP_MAXIMUM,
+            "description": "minor units; at least Stripe's minimum for the currency",
+        },
+    )
     currency = fields.String(
         load_default="usd",
         validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
