@@ -160,3 +160,19 @@ def test_the_docs_page_shows_every_route_and_needs_nothing_from_outside(
 def test_the_footer_links_to_the_api_docs(client: FlaskClient) -> None:
     html = client.get("/").get_data(as_text=True)
     assert 'href="/api/docs"' in html
+
+
+def test_a_route_can_answer_in_other_media_types_too() -> None:
+    """For a report with `?format=csv`: JSON and CSV are both documented answers."""
+    probe = Flask(__name__)
+    view = openapi.operation(
+        "Sales", auth="publisher", response=openapi.ErrorSchema, media_types=("text/csv",)
+    )(lambda: "x")
+    probe.add_url_rule("/api/v1/publisher/report", "probe_api.report", view)
+    doc = openapi.build_document(probe)
+    content = doc["paths"]["/api/v1/publisher/report"]["get"]["responses"]["200"]["content"]
+    assert content == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+        "text/csv": {"schema": {"type": "string"}},
+    }
+    schemathesis.openapi.from_dict(doc).validate()

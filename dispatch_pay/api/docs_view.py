@@ -58,6 +58,7 @@ class ResponseView:
     status: str
     description: str
     schema: str | None
+    other_media: list[str]  # besides JSON, e.g. text/csv
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def operation_view(
             status,
             response.get("description", ""),
             ref_name(_json_schema(response.get("content")) or {}),
+            [m for m in response.get("content", {}) if m != "application/json"],
         )
         for status, response in operation["responses"].items()
     ]

@@ -77,6 +77,7 @@ class Operation:
     description: str = ""
     errors: Mapping[int, str] = field(default_factory=dict)
     error_bodies: Mapping[int, SchemaType] = field(default_factory=dict)
+    media_types: tuple[str, ...] = ()
 
 
 def operation(
@@ -91,12 +92,15 @@ def operation(
     description: str = "",
     errors: Mapping[int, str] | None = None,
     error_bodies: Mapping[int, SchemaType] | None = None,
+    media_types: tuple[str, ...] = (),
 ) -> Callable[[View], View]:
     """Declare how a route appears in the OpenAPI document.
 
     `auth`: "public" (no login), "optional" (a reader sees more when logged in), "user"
     (any account) or "publisher". `errors` maps a status to the error codes it carries;
     `error_bodies` gives a status whose body has more than the error (a 402 offer).
+    `media_types` are other forms of the success body besides JSON, e.g. ("text/csv",)
+    for a route that answers `?format=csv`.
     """
     declared = Operation(
         summary=summary,
@@ -109,6 +113,7 @@ def operation(
         description=description,
         errors=dict(errors or {}),
         error_bodies=dict(error_bodies or {}),
+        media_types=media_types,
     )
 
     def record(view: View) -> View:
@@ -199,7 +204,7 @@ def _error_statuses(op: Operation, method: str, rule: Rule) -> dict[int, str]:
     return dict(sorted(statuses.items()))
 
 
-def _json(schema: SchemaType) -> dict[str, Any]:
+def _json(schema: SchemaType) -> dict[str, dict[str, Any]]:
     return {"application/json": {"schema": schema}}
 
 
@@ -217,8 +222,10 @@ def _operation_dict(rule: Rule, method: str, op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in op.status:
         success: dict[str, Any] = {"description": "Success." if status < 300 else "Redirect."}
-        if op.response is not None:
-            success["content"] = _json(op.response)
+        content = _json(op.response) if op.response is not None else {}
+        content.update({media: {"schema": {"type": "string"}} for media in op.media_types})
+        if content:
+            success["content"] = content
         responses[str(status)] = success
     for status, meaning in _error_statuses(op, method, rule).items():
         body = op.error_bodies.get(status, ErrorSchema)
