@@ -6,6 +6,7 @@ their own section, and everything that uses one links to it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +116,11 @@ def type_labels(schema: dict[str, Any]) -> list[TypeLabel]:
 
 
 def notes(schema: dict[str, Any]) -> list[str]:
-    found = [template.format(schema[key]) for key, template in CONSTRAINTS if key in schema]
+    found = [
+        template.format(json.dumps(schema[key]) if key == "default" else schema[key])
+        for key, template in CONSTRAINTS
+        if key in schema
+    ]
     if schema.get("readOnly"):
         found.append("read-only")
     if schema.get("description"):
