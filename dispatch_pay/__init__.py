@@ -31,10 +31,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_request_logging(app)  # first, so every request (even a 429) gets its id
     register_security(app)
     register_extensions(app)
-    app.url_map.converters["int"] = DatabaseIdConverter
+    register_input_guards(app)
     register_blueprints(app)
     register_errorhandlers(app)
-    app.before_request(reject_unsafe_request_text)
     register_transaction_boundary(app)
     register_template_helpers(app)
     register_commands(app)
@@ -87,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay import ops
     from dispatch_pay.accounts import api as accounts_api
     from dispatch_pay.accounts import web as accounts_web
+    from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
     from dispatch_pay.publisher import api as publisher_api
@@ -106,8 +106,15 @@ def register_blueprints(app: Flask) -> None:
         catalog_api,
         publisher_api,
         wallet_api,
+        openapi,
     ):
         app.register_blueprint(module.bp)
+
+
+def register_input_guards(app: Flask) -> None:
+    """URL ids that fit the database, and no text it cannot store (404/422, never 500)."""
+    app.url_map.converters["int"] = DatabaseIdConverter
+    app.before_request(reject_unsafe_request_text)
 
 
 def register_errorhandlers(app: Flask) -> None:

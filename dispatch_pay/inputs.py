@@ -13,6 +13,10 @@ from dispatch_pay.errors import DomainError, invalid_fields
 # Deeper than any schema of ours; stops absurd nesting before it costs a stack.
 MAX_JSON_DEPTH = 32
 UNSAFE_TEXT = "Contains characters that are not allowed (NUL or unpaired surrogates)."
+# Integer primary keys are 32-bit on PostgreSQL: a larger id in a URL matches no route
+# (404) instead of reaching the database as an out-of-range value.
+MAX_ROW_ID = 2**31 - 1
+ROW_ID = f"int(max={MAX_ROW_ID})"
 
 
 def _malformed(message: str = "The body must be a JSON object.") -> DomainError:
@@ -74,12 +78,21 @@ def unsafe_text_fields(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def reject_unsafe_request_text() -> None:
-    """Before every request: a NUL in the path, query or form is a 400, never a 500."""
-    values = [request.path, *request.args.keys(), *request.args.values()]
+    """Before every request: text no database column can hold never reaches one.
+
+    A NUL in a slug, an email or a title would fail in PostgreSQL as a 500. In the path
+    it is a 404 (no such thing can exist); in the query or a form, a 422 naming the field.
+    JSON bodies are checked by json_body, field by field.
+    """
+    if not is_safe_text(request.path):
+        raise DomainError("not_found", "Nothing is here.", status=404)
+    sources = [request.args]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        values += [*request.form.keys(), *request.form.values()]
-    if not all(is_safe_text(v) for v in values):
-        raise DomainError("malformed_request", "The request contains a NUL character.", status=400)
+        sources.append(request.form)
+    for source in sources:
+        for key, values in source.lists():
+            if not is_safe_text(key) or not all(is_safe_text(v) for v in values):
+                raise invalid_fields({key if is_safe_text(key) else "_schema": [UNSAFE_TEXT]})
 
 
 def not_blank(value: str) -> None:
@@ -88,11 +101,13 @@ def not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
-def load_json(schema: Schema, *, partial: bool | None = None) -> dict[str, Any]:
+def load_json(schema: Schema, *, partial: bool | tuple[str, ...] | None = None) -> dict[str, Any]:
     return load(schema, json_body(), partial=partial)
 
 
-def load(schema: Schema, data: Any, *, partial: bool | None = None) -> dict[str, Any]:
+def load(
+    schema: Schema, data: Any, *, partial: bool | tuple[str, ...] | None = None
+) -> dict[str, Any]:
     try:
         result: dict[str, Any] = schema.load(data, partial=partial)
     except ValidationError as exc:
@@ -114,5 +129,5 @@ class DatabaseIdConverter(IntegerConverter):
 
     def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min", 1)
-        kwargs.setdefault("max", 2**31 - 1)
+        kwargs.setdefault("max", MAX_ROW_ID)
         super().__init__(map, *args, **kwargs)

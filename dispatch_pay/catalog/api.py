@@ -5,14 +5,16 @@ from __future__ import annotations
 from flask import Response, jsonify, url_for
 
 from dispatch_pay.api.auth import api_blueprint, api_user, require_user
+from dispatch_pay.api.openapi import operation
+from dispatch_pay.api.responses import LibrarySchema, PaymentRequiredSchema
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
-    LibraryItemSchema,
     LockedArticleSchema,
+    OfferSchema,
     PageQuerySchema,
 )
 from dispatch_pay.errors import DomainError, not_found
@@ -24,10 +26,17 @@ ARTICLE_LIST = ArticleListSchema()
 FULL = FullArticleSchema()
 PAGE_QUERY = PageQuerySchema()
 LOCKED = LockedArticleSchema()
-LIBRARY = LibraryItemSchema(many=True)
+OFFER = OfferSchema()
+LIBRARY = LibrarySchema()
 
 
 @bp.get("/articles")
+@operation(
+    "Published articles, newest first (teasers only)",
+    auth="optional",
+    query=PageQuerySchema,
+    response=ArticleListSchema,
+)
 def list_articles() -> Response:
     query = load_query(PAGE_QUERY)
     if api_user() is None:
@@ -46,6 +55,14 @@ def list_articles() -> Response:
 
 
 @bp.get("/articles/<slug>")
+@operation(
+    "An article in full for a reader entitled to it, else a 402 offer",
+    auth="optional",
+    response=FullArticleSchema,
+    description="The full text (`body_html`) is in no field of the 402.",
+    error_bodies={402: PaymentRequiredSchema},
+    errors={402: "`payment_required`: buy it at `offer.purchase_url`."},
+)
 def get_article(slug: str) -> Response:
     article = services.find_article(slug)
     access = read_access(api_user(), article)
@@ -60,20 +77,22 @@ def get_article(slug: str) -> Response:
         "Buy this dispatch to read it in full.",
         status=402,
         extra={
-            "offer": {
-                "price": {"amount": article.price_amount, "currency": article.price_currency},
-                "purchase_url": url_for(
-                    "catalog_api.get_article", slug=article.slug, _external=True
-                )
-                + "/purchase",
-            },
+            "offer": OFFER.dump(
+                {
+                    "price": {"amount": article.price_amount, "currency": article.price_currency},
+                    "purchase_url": url_for(
+                        "wallet_api.purchase_article", slug=article.slug, _external=True
+                    ),
+                }
+            ),
             "article": LOCKED.dump(article),
         },
     )
 
 
 @bp.get("/library")
+@operation("The reader's purchased (and granted) articles", response=LibrarySchema)
 def library() -> Response:
     user = require_user()
     items = services.library(user)
-    return jsonify({"articles": LIBRARY.dump(items)})
+    return jsonify(LIBRARY.dump({"articles": items}))

@@ -29,10 +29,10 @@ class TeaserSchema(Schema):
     slug = fields.String()
     title = fields.String()
     teaser = fields.String()
-    price = fields.Method("get_price")
+    price = fields.Method("get_price", metadata={"schema": MoneySchema})
     published_at = fields.DateTime(allow_none=True)
-    url = fields.Method("get_url")
-    verification = fields.Method("get_verification")
+    url = fields.Method("get_url", metadata={"type": "string", "format": "uri"})
+    verification = fields.Method("get_verification", metadata={"schema": VerificationSummarySchema})
 
     def get_price(self, article: Article) -> dict[str, Any]:
         return {"amount": article.price_amount, "currency": article.price_currency}
@@ -46,7 +46,8 @@ class TeaserSchema(Schema):
 
 
 class FullArticleSchema(TeaserSchema):
-    body_html = fields.Method("get_body_html")
+    body_html = fields.Method("get_body_html", metadata={"type": "string"})
+    verification = fields.Method("get_verification", metadata={"schema": ReportSchema})
 
     def get_body_html(self, article: Article) -> str:
         revision = shown_revision(article)
@@ -83,7 +84,7 @@ class LockedArticleSchema(Schema):
     slug = fields.String()
     title = fields.String()
     teaser = fields.String()
-    price = fields.Method("get_price")
+    price = fields.Method("get_price", metadata={"schema": MoneySchema})
 
     def get_price(self, article: Article) -> dict[str, Any]:
         return {"amount": article.price_amount, "currency": article.price_currency}

@@ -5,14 +5,21 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from dispatch_pay.api.auth import api_blueprint, require_publisher
+from dispatch_pay.api.openapi import operation
+from dispatch_pay.api.responses import (
+    AdminArticleListSchema,
+    PublishBlockedSchema,
+    RevisionListSchema,
+    StoredReportSchema,
+)
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.inputs import load_json, load_query
 from dispatch_pay.publisher import sales, services
 from dispatch_pay.publisher.schemas import (
+    PATCHABLE_FIELDS,
     ArticleAdminSchema,
     ArticleCreateSchema,
     ArticlePatchSchema,
-    RevisionSchema,
     SalesQuerySchema,
     SalesReportSchema,
 )
@@ -23,6 +30,14 @@ bp = api_blueprint("publisher_api", __name__)
 
 
 @bp.post("/articles")
+@operation(
+    "Create a draft article",
+    auth="publisher",
+    body=ArticleCreateSchema,
+    response=ArticleAdminSchema,
+    status=201,
+    errors={409: "`slug_taken`."},
+)
 def create_article() -> tuple[Response, int]:
     author = require_publisher()
     data = load_json(ArticleCreateSchema())
@@ -31,6 +46,14 @@ def create_article() -> tuple[Response, int]:
 
 
 @bp.patch("/articles/<slug>")
+@operation(
+    "Edit an article; a new body becomes a new revision",
+    auth="publisher",
+    body=ArticlePatchSchema(partial=PATCHABLE_FIELDS),
+    response=ArticleAdminSchema,
+    description="Only the fields sent change. Price changes never touch past purchases.",
+    errors={409: "`slug_taken`, or `slug_locked` once published."},
+)
 def update_article(slug: str) -> Response:
     editor = require_publisher()
     article = find_article(slug)
@@ -40,15 +63,39 @@ def update_article(slug: str) -> Response:
 
 
 @bp.put("/articles/<slug>/verification")
+@operation(
+    "Attach the verifier's report to the article's newest text",
+    auth="publisher",
+    body=ReportInputSchema,
+    response=StoredReportSchema,
+    errors={
+        409: "`verification_missing` (no text), `verification_stale` (`body_sha256` "
+        "is not the newest text's)."
+    },
+)
 def put_verification(slug: str) -> Response:
     require_publisher()
     article = find_article(slug)
     data = load_json(ReportInputSchema())
     report = attach_report(article, data)
-    return jsonify({**(full_report(report) or {}), "revision": report.revision.number})
+    return jsonify(
+        StoredReportSchema().dump(
+            {**(full_report(report) or {}), "revision": report.revision.number}
+        )
+    )
 
 
 @bp.post("/articles/<slug>/publish")
+@operation(
+    "Publish the newest text, if its report is current and contradicts nothing",
+    auth="publisher",
+    response=ArticleAdminSchema,
+    error_bodies={409: PublishBlockedSchema},
+    errors={
+        409: "`contradicted_claims` (listed in `claims`), `verification_missing` or "
+        "`verification_stale`."
+    },
+)
 def publish(slug: str) -> Response:
     require_publisher()
     article = services.publish(find_article(slug))
@@ -56,6 +103,7 @@ def publish(slug: str) -> Response:
 
 
 @bp.post("/articles/<slug>/unpublish")
+@operation("Take an article off the site", auth="publisher", response=ArticleAdminSchema)
 def unpublish(slug: str) -> Response:
     require_publisher()
     article = services.unpublish(find_article(slug))
@@ -63,18 +111,21 @@ def unpublish(slug: str) -> Response:
 
 
 @bp.get("/publisher/articles")
+@operation("Every article, drafts too", auth="publisher", response=AdminArticleListSchema)
 def list_all_articles() -> Response:
     require_publisher()
-    return jsonify({"articles": ArticleAdminSchema(many=True).dump(services.list_articles())})
+    return jsonify(AdminArticleListSchema().dump({"articles": services.list_articles()}))
 
 
 @bp.get("/publisher/articles/<slug>")
+@operation("One article as the publisher sees it", auth="publisher", response=ArticleAdminSchema)
 def get_admin_article(slug: str) -> Response:
     require_publisher()
     return jsonify(ArticleAdminSchema().dump(find_article(slug)))
 
 
 @bp.get("/articles/<slug>/revisions")
+@operation("An article's revisions, newest first", auth="publisher", response=RevisionListSchema)
 def list_revisions(slug: str) -> Response:
     require_publisher()
     article = find_article(slug)
@@ -88,10 +139,17 @@ def list_revisions(slug: str) -> Response:
         }
         for r in services.revisions(article)
     ]
-    return jsonify({"revisions": RevisionSchema(many=True).dump(rows)})
+    return jsonify(RevisionListSchema().dump({"revisions": rows}))
 
 
 @bp.get("/publisher/sales")
+@operation(
+    "Sales per article and in total over a period (JSON, or CSV with ?format=csv)",
+    auth="publisher",
+    query=SalesQuerySchema,
+    response=SalesReportSchema,
+    media_types=("text/csv",),
+)
 def sales_report() -> Response:
     require_publisher()
     query = load_query(SalesQuerySchema())

@@ -16,7 +16,7 @@ from dispatch_pay.publisher.sales import (
     Period,
     default_period,
 )
-from dispatch_pay.verification.schemas import full_report
+from dispatch_pay.verification.schemas import ReportSchema, full_report
 from dispatch_pay.verification.services import verification_state
 from models import Article
 
@@ -49,18 +49,31 @@ class ArticlePatchSchema(ArticleCreateSchema):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(partial=("title", "slug", "teaser", "body", "price"), **kwargs)
+        kwargs.setdefault("partial", ("title", "slug", "teaser", "body", "price"))
+        super().__init__(**kwargs)
+
+
+# Partial at the top level only: a price that is sent is a whole price (amount and
+# currency), so `partial=True`, which reaches into nested schemas too, would be wrong.
+PATCHABLE_FIELDS = tuple(ArticlePatchSchema._declared_fields)
+
+
+class AdminVerificationSchema(Schema):
+    """The publisher's view: whether the newest text is checked, and the report if any."""
+
+    state = fields.String(metadata={"enum": ["current", "stale", "missing"]})
+    report = fields.Nested(ReportSchema, allow_none=True)
 
 
 class ArticleAdminSchema(TeaserSchema):
     status = fields.String()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
-    body = fields.Method("get_body")
-    body_sha256 = fields.Method("get_body_sha256")
-    latest_revision = fields.Method("get_latest_revision")
-    live_revision = fields.Method("get_live_revision")
-    verification = fields.Method("get_verification")
+    body = fields.Method("get_body", metadata={"type": "string"})
+    body_sha256 = fields.Method("get_body_sha256", metadata={"type": ["string", "null"]})
+    latest_revision = fields.Method("get_latest_revision", metadata={"type": ["integer", "null"]})
+    live_revision = fields.Method("get_live_revision", metadata={"type": ["integer", "null"]})
+    verification = fields.Method("get_verification", metadata={"schema": AdminVerificationSchema})
 
     def get_body(self, article: Article) -> str:
         return article.latest_revision.body_markdown if article.latest_revision else ""

@@ -6,19 +6,27 @@ from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dispatch_pay.api.auth import api_blueprint, require_user
+from dispatch_pay.api.openapi import operation
+from dispatch_pay.api.responses import (
+    InsufficientFundsSchema,
+    PurchaseListSchema,
+    PurchaseResultSchema,
+    TopUpCreatedSchema,
+    TopUpStatusSchema,
+)
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
-from dispatch_pay.inputs import load_json, load_query
+from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.gateway import PaymentProviderUnavailable, PaymentRequestRejected
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
-    PurchaseSchema,
+    IdempotencyHeaderSchema,
     TopUpRequestSchema,
-    TopUpSchema,
     WalletQuerySchema,
+    WalletSchema,
     money,
     wallet_view,
 )
@@ -28,6 +36,11 @@ bp = api_blueprint("wallet_api", __name__)
 
 
 @bp.get("/wallet")
+@operation(
+    "The reader's wallet in one currency: balance, status and ledger entries",
+    query=WalletQuerySchema,
+    response=WalletSchema,
+)
 def get_wallet() -> Response:
     user = require_user()
     currency = load_query(WalletQuerySchema())["currency"]
@@ -37,54 +50,81 @@ def get_wallet() -> Response:
 
 
 @bp.post("/articles/<slug>/purchase")
+@operation(
+    "Buy an article from the wallet (201), or get the existing purchase (200)",
+    response=PurchaseResultSchema,
+    status=(200, 201),
+    description="The wallet is debited the current price once; buying again debits nothing.",
+    error_bodies={402: InsufficientFundsSchema},
+    errors={
+        402: "`insufficient_funds`: `shortfall` and a `topup` offer.",
+        403: "Publishers read everything already.",
+        409: "`wallet_frozen` (a dispute is open or the balance is negative), `article_free`.",
+    },
+)
 def purchase_article(slug: str) -> ResponseReturnValue:
     user = require_user()
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
     result = wallet_services.purchase_article(user, find_article(slug))
-    body = {
-        "purchase": PurchaseSchema().dump(result.purchase),
-        "wallet": {"balance": money(result.wallet.balance, result.wallet.currency)},
-    }
-    return jsonify(body), 201 if result.created else 200
+    return jsonify(_purchase_result(result)), 201 if result.created else 200
 
 
-@bp.get("/purchases")
-def list_purchases() -> Response:
-    user = require_user()
-    return jsonify(
-        {"purchases": PurchaseSchema(many=True).dump(wallet_services.purchases_of(user))}
-    )
-
-
-@bp.post("/purchases/<int:purchase_id>/refund")
-def refund_purchase(purchase_id: int) -> Response:
-    user = require_user()
-    result = wallet_services.refund_purchase(user, purchase_id)
-    return jsonify(
+def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
+    return PurchaseResultSchema().dump(
         {
-            "purchase": PurchaseSchema().dump(result.purchase),
+            "purchase": result.purchase,
             "wallet": {"balance": money(result.wallet.balance, result.wallet.currency)},
         }
     )
+
+
+@bp.get("/purchases")
+@operation("The reader's purchases, newest first", response=PurchaseListSchema)
+def list_purchases() -> Response:
+    user = require_user()
+    return jsonify(PurchaseListSchema().dump({"purchases": wallet_services.purchases_of(user)}))
+
+
+@bp.post(f"/purchases/<{ROW_ID}:purchase_id>/refund")
+@operation(
+    "Refund a purchase: the wallet is credited and the entitlement revoked",
+    response=PurchaseResultSchema,
+    description="Publishers refund any purchase; a buyer their own within the refund window.",
+    errors={409: "`refund_window_closed`, `refund_limit_reached`."},
+)
+def refund_purchase(purchase_id: int) -> Response:
+    user = require_user()
+    result = wallet_services.refund_purchase(user, purchase_id)
+    return jsonify(_purchase_result(result))
 
 
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    key = key.strip()
-    if not key or len(key) > 255:
-        raise DomainError(
-            "invalid_fields",
-            "Idempotency-Key must be 1 to 255 characters.",
-            status=422,
-            fields={"Idempotency-Key": ["Must be 1 to 255 characters."]},
-        )
-    return key
+    loaded = load(IdempotencyHeaderSchema(), {"Idempotency-Key": key.strip()})
+    return str(loaded["idempotency_key"])
 
 
 @bp.post("/wallet/topups")
+@operation(
+    "Top up the wallet through Stripe",
+    body=TopUpRequestSchema,
+    headers=IdempotencyHeaderSchema,
+    response=TopUpCreatedSchema,
+    status=201,
+    description="With `payment_method` the server confirms the PaymentIntent; without, "
+    "Stripe.js finishes it with `client_secret`. The same Idempotency-Key gives the same "
+    "top-up and never a second charge.",
+    errors={
+        402: "`card_declined`, `payment_rejected`.",
+        409: "`idempotency_key_reused` (another request), `idempotency_key_in_use`.",
+        422: "Also below Stripe's minimum or above the per-top-up maximum.",
+        429: "",
+        503: "Also `payments_disabled`, `payment_provider_unavailable`.",
+    },
+)
 @limiter.limit("30 per hour; 10 per minute")
 def create_topup() -> ResponseReturnValue:
     user = require_user()
@@ -99,10 +139,14 @@ def create_topup() -> ResponseReturnValue:
     )
     if must_submit:
         topup = payments.submit_topup(topup.id, data["payment_method"])
-    return jsonify({"topup": TopUpSchema().dump(topup)}), 201
+    return jsonify(TopUpCreatedSchema().dump({"topup": topup})), 201
 
 
 @bp.get("/wallet/topups/<topup_id>")
+@operation(
+    "A top-up by its PaymentIntent id (pages poll it while 3-D Secure finishes)",
+    response=TopUpStatusSchema,
+)
 def get_topup(topup_id: str) -> Response:
     """A top-up by its PaymentIntent id (for pages that wait for 3-D Secure to finish)."""
     user = require_user()
@@ -118,4 +162,4 @@ def get_topup(topup_id: str) -> Response:
     purchased = None
     if topup.buy_article_id is not None:
         purchased = wallet_services.active_purchase(user.id, topup.buy_article_id) is not None
-    return jsonify({"topup": TopUpSchema().dump(topup), "purchased": purchased})
+    return jsonify(TopUpStatusSchema().dump({"topup": topup, "purchased": purchased}))

@@ -5,11 +5,22 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from dispatch_pay.money import CURRENCIES, MoneySchema
+from dispatch_pay.wallet.services import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, Wallet
 
 
 class TopUpRequestSchema(Schema):
-    amount = fields.Integer(required=True, strict=True)
+    # The range is for the OpenAPI document: the service checks the exact minimum of the
+    # currency and says it in money ("between $0.50 and $100.00").
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        metadata={
+            "minimum": min(int(c["stripe_minimum"]) for c in CURRENCIES.values()),
+            "maximum": TOPUP_MAXIMUM,
+            "description": "minor units; at least Stripe's minimum for the currency",
+        },
+    )
     currency = fields.String(
         load_default="usd",
         validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
@@ -18,6 +29,15 @@ class TopUpRequestSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(min=3, max=255)
     )
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
+
+
+class IdempotencyHeaderSchema(Schema):
+    """The optional Idempotency-Key header of a top-up (surrounding spaces ignored)."""
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Length(min=1, max=255, error="Must be 1 to 255 characters."),
+    )
 
 
 class WalletQuerySchema(Schema):
@@ -83,8 +103,8 @@ def _entry(entry: LedgerEntry, currency: str, articles: dict[int, Article]) -> d
 
 class PurchaseSchema(Schema):
     id = fields.Integer()
-    article = fields.Method("get_article")
-    price = fields.Method("get_price")
+    article = fields.Method("get_article", metadata={"type": "string"})
+    price = fields.Method("get_price", metadata={"schema": MoneySchema})
     status = fields.String()
     created_at = fields.DateTime()
     refunded_at = fields.DateTime(allow_none=True)
@@ -102,9 +122,9 @@ class PurchaseSchema(Schema):
 class TopUpSchema(Schema):
     id = fields.String(attribute="payment_intent_id")
     status = fields.String()
-    amount = fields.Method("get_amount")
+    amount = fields.Method("get_amount", metadata={"schema": MoneySchema})
     client_secret = fields.String(allow_none=True)
-    buy = fields.Method("get_buy")
+    buy = fields.Method("get_buy", metadata={"type": ["string", "null"]})
 
     def get_amount(self, topup: Any) -> dict[str, Any]:
         return money(topup.amount, topup.currency)
