@@ -365,6 +365,14 @@ def test_a_charge_event_for_a_charge_not_ours_changes_nothing(fake: Fake) -> Non
     assert fee_of(topup.id) == (None, None)
 
 
+def test_a_fee_in_a_currency_we_do_not_sell_in_stays_unknown(fake: Fake) -> None:
+    topup = top_up(fake, make_user())
+
+    assert deliver(fake, charge_event(topup, txn(4000, "jpy"))) == "fee_not_recorded"
+    assert fee_of(topup.id) == (None, None)
+    assert sales_api(fake)["stripe_fees_unknown"] == 1
+
+
 def test_fees_are_summed_in_the_currency_stripe_charged_them_in(fake: Fake) -> None:
     reader = make_user()
     usd_fee, eur_fee = top_up(fake, reader), top_up(fake, reader)

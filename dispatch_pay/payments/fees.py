@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from dispatch_pay.money import format_money
+from dispatch_pay.money import CURRENCIES, format_money
 from dispatch_pay.payments.gateway import (
     Fee,
     PaymentGateway,
@@ -36,6 +36,11 @@ def record_fee(topup_id: int, fee: Fee) -> bool:
     A conditional UPDATE, so that two reporters (webhook and reconcile, say) racing on
     the same top-up store it once; a later, different value is logged and ignored.
     """
+    if fee.currency not in CURRENCIES:
+        # The API's Money lists only the currencies we sell in; a fee settled in another
+        # stays unknown rather than break that promise (logged for the books).
+        log.warning("top-up %s: Stripe fee %s %s not recorded", topup_id, fee.amount, fee.currency)
+        return False
     stored = db.session.execute(
         update(TopUp)
         .where(TopUp.id == topup_id, TopUp.fee.is_(None))

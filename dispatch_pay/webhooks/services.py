@@ -166,7 +166,9 @@ def _charge_fee(obj: dict[str, Any]) -> str:
         topup = db.session.scalar(select(TopUp).where(TopUp.charge_id == charge_id))
     if topup is None:
         return "ignored"
-    return "fee_recorded" if record_fee(topup.id, fee) else "fee_already_known"
+    if record_fee(topup.id, fee):
+        return "fee_recorded"
+    return "fee_already_known" if topup.fee is not None else "fee_not_recorded"
 
 
 def _dispute_charge(dispute: dict[str, Any]) -> dict[str, Any]:
