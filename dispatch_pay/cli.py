@@ -121,20 +121,26 @@ def reconcile_command(days: int) -> None:
     """Credit succeeded top-ups whose webhook never arrived (safe to run any time)."""
     from datetime import timedelta
 
+    from dispatch_pay.payments.fees import fill_fees
     from dispatch_pay.payments.gateway import PaymentProviderUnavailable
     from dispatch_pay.payments.services import gateway, reconcile
 
     try:
         lines = reconcile(gateway(), timedelta(days=days))
+        fee_lines = fill_fees(gateway(), days)
+    except DomainError as exc:  # no Stripe keys: nothing to ask
+        raise click.ClickException(exc.message) from exc
     except PaymentProviderUnavailable as exc:
         raise click.ClickException(f"Stripe is unavailable: {exc}") from exc
-    except DomainError as exc:  # Stripe is not configured
-        raise click.ClickException(exc.message) from exc
     except OperationalError as exc:
         raise click.ClickException(_database_down(exc)) from exc
     for line in lines:
         click.echo(line)
     click.echo(f"reconcile: {len(lines)} top-up(s) credited.")
+    for line in fee_lines:
+        click.echo(line)
+    recorded = sum(1 for line in fee_lines if line.startswith("fee of "))
+    click.echo(f"reconcile: {recorded} Stripe fee(s) recorded.")
 
 
 @click.command("audit")

@@ -159,7 +159,12 @@ class TopUp(Base):
         ForeignKey("articles.id", ondelete="SET NULL"), default=None
     )
     charge_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    # Stripe's fee for the charge, from its balance transaction: minor units of
+    # fee_currency (the settlement currency). Written once, never overwritten.
     fee: Mapped[int | None] = mapped_column(Integer, default=None)
+    fee_currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    fee_details: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    fee_recorded_at: Mapped[datetime | None] = mapped_column(default=None)
     failure_code: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(default=None)

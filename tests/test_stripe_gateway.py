@@ -151,6 +151,7 @@ def test_every_payment_intent_is_pinned_keyed_and_tagged(
         "metadata[dispatch_topup]": [str(topup.id)],
         "metadata[dispatch_ref]": [topup.reference],
         "metadata[dispatch_article]": [article.slug],
+        "expand[0]": ["latest_charge.balance_transaction"],  # the fee, in the same request
     }
 
 

@@ -23,6 +23,28 @@ class PaymentRequestRejected(Exception):
 
 
 @dataclass(frozen=True)
+class FeeDetail:
+    """One line of a balance transaction's `fee_details` (e.g. type "stripe_fee")."""
+
+    type: str
+    amount: int
+    currency: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Fee:
+    """Stripe's fee for a charge, from its balance transaction: integer minor units of
+    the balance transaction's currency (the settlement currency, which may differ from
+    the charge's)."""
+
+    amount: int
+    currency: str
+    balance_transaction_id: str | None = None
+    details: tuple[FeeDetail, ...] = ()
+
+
+@dataclass(frozen=True)
 class Intent:
     """The parts of a PaymentIntent that the app relies on."""
 
@@ -35,6 +57,56 @@ class Intent:
     charge_id: str | None = None
     created: int | None = None
     livemode: bool = False
+    # Only when Stripe sent latest_charge and its balance_transaction expanded.
+    fee: Fee | None = None
+
+
+def _minor_units(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _currency(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
+        return value.lower()
+    return None
+
+
+def fee_from_charge(charge: Any) -> Fee | None:
+    """The fee in a Charge whose `balance_transaction` is expanded; None when it is an id,
+    null (not settled yet) or not shaped as Stripe documents it."""
+    if not isinstance(charge, dict):
+        return None
+    txn = charge.get("balance_transaction")
+    if not isinstance(txn, dict):
+        return None
+    amount, currency = _minor_units(txn.get("fee")), _currency(txn.get("currency"))
+    if amount is None or currency is None:
+        return None
+    details: list[FeeDetail] = []
+    for item in txn.get("fee_details") or []:
+        if not isinstance(item, dict):
+            continue
+        part, part_currency = _minor_units(item.get("amount")), _currency(item.get("currency"))
+        if part is None or part_currency is None:
+            continue
+        description = item.get("description")
+        details.append(
+            FeeDetail(
+                type=str(item.get("type") or "")[:50],
+                amount=part,
+                currency=part_currency,
+                description=str(description)[:200] if description else None,
+            )
+        )
+    txn_id = txn.get("id")
+    return Fee(
+        amount=amount,
+        currency=currency,
+        balance_transaction_id=str(txn_id)[:255] if txn_id else None,
+        details=tuple(details),
+    )
 
 
 def intent_from_payload(data: dict[str, Any]) -> Intent:
@@ -51,6 +123,7 @@ def intent_from_payload(data: dict[str, Any]) -> Intent:
         charge_id=charge_id,
         created=data.get("created"),
         livemode=bool(data.get("livemode", False)),
+        fee=fee_from_charge(charge),
     )
 
 
@@ -68,6 +141,10 @@ class PaymentGateway(Protocol):
     def retrieve_intent(self, intent_id: str) -> Intent: ...
 
     def recent_intents(self, created_after: int) -> list[Intent]: ...
+
+    def charge_fee(self, payment_intent_id: str) -> Fee | None:
+        """Stripe's fee for the PaymentIntent's latest charge; None while it is unknown."""
+        ...
 
     def publishable_key(self) -> str | None: ...
 

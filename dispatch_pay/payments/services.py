@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError, invalid_fields
 from dispatch_pay.money import CURRENCIES, format_money
+from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import (
     CardDeclined,
     Intent,
@@ -231,6 +232,8 @@ def apply_intent(intent: Intent) -> TopUp:
     topup.client_secret = intent.client_secret or topup.client_secret
     topup.charge_id = intent.charge_id or topup.charge_id
     db.session.flush()
+    if intent.fee is not None:  # Stripe sent it expanded: no request of its own
+        record_fee(topup.id, intent.fee)
     if intent.status == "succeeded":
         credit_intent(intent)
     return topup
@@ -317,6 +320,8 @@ def credit_intent(intent: Intent) -> bool:
         return False
     topup.credited_at = utcnow()
     topup.failure_code = None
+    if intent.fee is not None:
+        record_fee(topup.id, intent.fee)
     _buy_on_credit(topup, intent)
     db.session.flush()
     return True

@@ -12,6 +12,7 @@ import stripe
 
 from dispatch_pay.payments.gateway import (
     CardDeclined,
+    Fee,
     Intent,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
@@ -27,6 +28,9 @@ TIMEOUT_SECONDS = 10.0
 # Retries reuse the Idempotency-Key, so Stripe never charges twice for them.
 NETWORK_RETRIES = 1
 WEBHOOK_TOLERANCE_SECONDS = 300
+# Asked for on the calls we make anyway, so that Stripe's fee (the latest charge's
+# balance transaction) comes along without a request of its own where Stripe has it.
+FEE_EXPAND = ["latest_charge.balance_transaction"]
 
 
 class InvalidSignature(Exception):
@@ -82,6 +86,7 @@ class StripeGateway:
             "currency": currency,
             "payment_method_types": ["card"],
             "metadata": metadata,
+            "expand": FEE_EXPAND,
         }
         if payment_method:
             params["payment_method"] = payment_method
@@ -109,12 +114,17 @@ class StripeGateway:
 
     def retrieve_intent(self, intent_id: str) -> Intent:
         try:
-            pi = self._client.v1.payment_intents.retrieve(intent_id)
+            pi = self._client.v1.payment_intents.retrieve(intent_id, params={"expand": FEE_EXPAND})
         except stripe.InvalidRequestError as exc:
             raise PaymentRequestRejected(str(exc)) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(str(exc)) from exc
         return intent_from_payload(pi.to_dict())
+
+    def charge_fee(self, payment_intent_id: str) -> Fee | None:
+        """The fee of the PaymentIntent's latest charge, from its balance transaction (one
+        request, both expanded); None while there is no charge or it is not settled."""
+        return self.retrieve_intent(payment_intent_id).fee
 
     def recent_intents(self, created_after: int) -> list[Intent]:
         """PaymentIntents created after a Unix time, newest first (at most 1,000)."""

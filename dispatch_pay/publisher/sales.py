@@ -146,19 +146,30 @@ def topup_figures(period: Period | None) -> TopUpFigures:
             TopUp.currency,
             func.count(TopUp.id),
             func.coalesce(func.sum(TopUp.amount), 0),
-            func.coalesce(func.sum(TopUp.fee), 0),
             func.count(TopUp.fee),
         )
         .where(TopUp.credited_at.is_not(None), *_in(TopUp.credited_at, period))
         .group_by(TopUp.currency)
     ).all()
     figures = TopUpFigures()
-    for currency, count, amount, fees, fees_known in rows:
+    for currency, count, amount, fees_known in rows:
         figures.count += int(count)
         figures.received[currency] = int(amount)
-        if fees_known:
-            figures.fees[currency] = int(fees or 0)
         figures.fees_unknown += int(count) - int(fees_known)
+    # Stripe charges its fee in the balance transaction's (settlement) currency, which
+    # need not be the top-up's; rows from before fee_currency existed fall back to it.
+    fee_currency = func.coalesce(TopUp.fee_currency, TopUp.currency)
+    fee_rows = db.session.execute(
+        select(fee_currency, func.sum(TopUp.fee))
+        .where(
+            TopUp.credited_at.is_not(None),
+            TopUp.fee.is_not(None),
+            *_in(TopUp.credited_at, period),
+        )
+        .group_by(fee_currency)
+    ).all()
+    for currency, fees in fee_rows:
+        figures.fees[currency] = int(fees or 0)
     return figures
 
 

@@ -165,7 +165,11 @@ class TopUpSalesSchema(Schema):
     count = fields.Integer()
     received = fields.List(fields.Nested(MoneySchema))
     stripe_fees = fields.List(
-        fields.Nested(MoneySchema), metadata={"description": "Fees Stripe reported."}
+        fields.Nested(MoneySchema),
+        metadata={
+            "description": "Fees Stripe reported, per the currency it charged them in "
+            "(its settlement currency, which may differ from the top-ups')."
+        },
     )
     stripe_fees_unknown = fields.Integer(
         metadata={"description": "Top-ups whose Stripe fee is not known."}

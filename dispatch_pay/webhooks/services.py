@@ -11,11 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dispatch_pay.errors import DomainError
+from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import (
     Intent,
     PaymentGateway,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
+    fee_from_charge,
     intent_from_payload,
 )
 from dispatch_pay.payments.services import apply_intent, credit_intent, is_ours
@@ -150,6 +152,25 @@ def _charge_refunded(obj: dict[str, Any]) -> str:
     return f"debited {debited}" if debited else "nothing_to_debit"
 
 
+def _charge_fee(obj: dict[str, Any]) -> str:
+    """`charge.succeeded`/`charge.updated`: keep Stripe's fee when the event carries the
+    balance transaction expanded. Never asks Stripe (reconcile fills the rest)."""
+    fee = fee_from_charge(obj)
+    if fee is None:
+        return "no_fee"
+    pi_id, charge_id = _id_of(obj.get("payment_intent")), _id_of(obj.get("id"))
+    topup = None
+    if pi_id:
+        topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == pi_id))
+    if topup is None and charge_id:
+        topup = db.session.scalar(select(TopUp).where(TopUp.charge_id == charge_id))
+    if topup is None:
+        return "ignored"
+    if record_fee(topup.id, fee):
+        return "fee_recorded"
+    return "fee_already_known" if topup.fee is not None else "fee_not_recorded"
+
+
 def _dispute_charge(dispute: dict[str, Any]) -> dict[str, Any]:
     """A charge-like dict for a dispute (its charge may be an id or an object)."""
     charge = dispute.get("charge")
@@ -181,6 +202,8 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "payment_intent.succeeded": _payment_intent_succeeded,
     "payment_intent.payment_failed": _payment_intent_failed,
     "charge.refunded": _charge_refunded,
+    "charge.succeeded": _charge_fee,
+    "charge.updated": _charge_fee,
     "charge.dispute.created": _dispute_created,
     "charge.dispute.closed": _dispute_closed,
 }
