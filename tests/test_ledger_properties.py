@@ -41,6 +41,7 @@ from sqlalchemy import Engine, func, select
 from dispatch_pay import create_app
 from dispatch_pay.payments.gateway import (
     CardDeclined,
+    Fee,
     Intent,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
@@ -113,6 +114,9 @@ class FakeStripe:
 
     def recent_intents(self, created_after: int) -> list[Intent]:
         return [i for i in self.intents.values() if (i.created or 0) >= created_after]
+
+    def charge_fee(self, payment_intent_id: str) -> Fee | None:
+        return None  # fees are not what this machine checks
 
     def publishable_key(self) -> str | None:
         return "pk_test_fake"
