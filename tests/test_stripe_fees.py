@@ -36,7 +36,7 @@ from tests.factories import bearer, make_token, make_user
 from tests.fake_gateway import InMemoryGateway
 from tests.publisher_support import log_in
 from tests.servers import LocalStripe
-from tests.stripe_support import WEBHOOK_SECRET, card_payment_method, event, signed
+from tests.stripe_support import WEBHOOK_SECRET, card_payment_method, card_top_up, event, signed
 from tests.stripe_support import stripe_client as stripe_api
 
 STRIPE_FEE = Fee(
@@ -395,16 +395,7 @@ def reader_in_own_range() -> User:
 def test_localstripe_reports_its_fee_with_the_confirmation(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(make_token(reader_in_own_range())),
-    )
-    assert response.status_code == 201, response.json
+    response = card_top_up(stripe_client, localstripe.base, make_token(reader_in_own_range()))
     topup = db.session.scalar(
         select(TopUp).where(TopUp.payment_intent_id == response.json["topup"]["id"])
     )
