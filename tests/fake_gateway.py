@@ -3,7 +3,8 @@ PAYMENT_GATEWAY setting (the PaymentGateway protocol of dispatch_pay/payments/ga
 
 It keeps PaymentIntents in a dict and answers retrieve/recent, the keys and the Stripe.js
 URL. How an intent is created (faults, idempotency, fees) is each test's own behaviour, so
-subclasses write `create_intent` and build their intents with `keep_intent`.
+each subclass writes the protocol's `create_intent` (not repeated here) and builds its
+intents with `keep_intent`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,6 @@ class InMemoryGateway:
     """PaymentIntents in memory; every intent's client secret is derived from its id."""
 
     intents: dict[str, Intent] = field(default_factory=dict)
-
-    def create_intent(
-        self,
-        *,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        payment_method: str | None,
-        idempotency_key: str,
-    ) -> Intent:
-        raise NotImplementedError  # each fake decides how a create call goes
 
     def keep_intent(
         self,
