@@ -176,6 +176,13 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         yield site
 
 
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium, headless, with the one set of arguments every browser test uses."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+    )
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Debian chromium (Playwright's sync API)."""
@@ -184,9 +191,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+        instance = launch_chromium(playwright)
         try:
             yield instance
         finally:

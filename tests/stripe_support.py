@@ -116,3 +116,21 @@ def dispute_obj(
         "charge": charge_id or f"ch_for_{pi_id}",
         "payment_intent": pi_id,
     }
+
+
+def card_top_up(client: Any, api_base: str, token: str, amount: int = 500, **extra: Any) -> Any:
+    """Top up `token`'s wallet through the API with a card localstripe accepts; the API
+    must answer 201 (the top-up was charged). Returns the response; what to check about
+    the credit is each test's own business. `extra`: more request fields (e.g. `buy`)."""
+    response = client.post(
+        "/api/v1/wallet/topups",
+        json={
+            "amount": amount,
+            "currency": "usd",
+            "payment_method": card_payment_method(api_base),
+            **extra,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.json
+    return response

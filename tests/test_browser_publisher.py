@@ -10,35 +10,24 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 
 from dispatch_pay.cli import alembic_config
+from tests.live_support import SCREENSHOTS, launch_chromium, needs_chromium
 from tests.servers import BIN, ROOT, AppServer
 from tests.stripe_support import WEBHOOK_SECRET, event, payment_intent_obj, signed
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 EDITOR = ("editor@dispatch.test", "editor-browser-pass")
-SCREENSHOTS = Path(tempfile.gettempdir())  # /tmp: for a person to look at
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+    needs_chromium,
 ]
 
 
@@ -126,7 +115,7 @@ def test_publisher_writes_is_refused_fixes_publishes_prices_and_sees_the_sale(
 
     base = server.base
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(15_000)
         try:

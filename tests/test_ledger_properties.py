@@ -41,15 +41,14 @@ from sqlalchemy import Engine, func, select
 from dispatch_pay import create_app
 from dispatch_pay.payments.gateway import (
     CardDeclined,
-    Fee,
     Intent,
     PaymentProviderUnavailable,
-    PaymentRequestRejected,
 )
 from dispatch_pay.wallet.audit import audit
 from models import ENTRY_TOPUP, LedgerEntry, Wallet, db
 from tests.conftest import test_config as app_config
 from tests.factories import bearer, make_article, make_token, make_user
+from tests.fake_gateway import InMemoryGateway
 from tests.stripe_support import WEBHOOK_SECRET, event, signed
 
 PRICES = (39, 120, 250)
@@ -60,12 +59,12 @@ _run = itertools.count(1)
 # --- Stripe, as a fake gateway -----------------------------------------------------------
 
 
-class FakeStripe:
+class FakeStripe(InMemoryGateway):
     """PaymentIntents in memory. `mode` is how the next create call goes."""
 
     def __init__(self, run: int) -> None:
+        super().__init__()
         self.run = run
-        self.intents: dict[str, Intent] = {}
         self.by_key: dict[str, str] = {}
         self.mode = "ok"  # ok | declined | unavailable | lost_answer
         self._numbers = itertools.count(1)
@@ -94,35 +93,17 @@ class FakeStripe:
 
     def add(self, amount: int, currency: str, metadata: dict[str, str], status: str) -> Intent:
         pi_id = f"pi_fake_{self.run}_{next(self._numbers)}"
-        intent = Intent(
-            id=pi_id,
+        return self.keep_intent(
+            pi_id,
             status=status,
             amount=amount,
             currency=currency,
-            metadata=dict(metadata),
-            client_secret=f"{pi_id}_secret",
+            metadata=metadata,
             charge_id=f"ch_{pi_id}" if status == "succeeded" else None,
             created=int(time.time()),
         )
-        self.intents[pi_id] = intent
-        return intent
 
-    def retrieve_intent(self, intent_id: str) -> Intent:
-        if intent_id not in self.intents:
-            raise PaymentRequestRejected(f"No such payment_intent: {intent_id}")
-        return self.intents[intent_id]
-
-    def recent_intents(self, created_after: int) -> list[Intent]:
-        return [i for i in self.intents.values() if (i.created or 0) >= created_after]
-
-    def charge_fee(self, payment_intent_id: str) -> Fee | None:
-        return None  # fees are not what this machine checks
-
-    def publishable_key(self) -> str | None:
-        return "pk_test_fake"
-
-    def js_url(self) -> str:
-        return "https://js.stripe.com/v3/"
+    # retrieve/recent/keys come from InMemoryGateway; fees are not what this machine checks.
 
 
 def intent_payload(intent: Intent, status: str | None = None) -> dict[str, Any]:

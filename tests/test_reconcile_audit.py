@@ -23,6 +23,7 @@ from tests.servers import LocalStripe
 from tests.stripe_support import (
     CARD_3DS,
     card_payment_method,
+    card_top_up,
     dispute_obj,
     event,
     signed,
@@ -110,15 +111,7 @@ def test_reconcile_credits_a_top_up_whose_webhook_never_came_once(
 def test_reconcile_skips_top_ups_credited_synchronously(
     stripe_app: Flask, stripe_client: FlaskClient, localstripe: LocalStripe, reader: Reader
 ) -> None:
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(reader.token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, reader.token)
     pi_id = response.json["topup"]["id"]
 
     result = run(stripe_app, "reconcile")
@@ -174,17 +167,7 @@ def _deliver(client: FlaskClient, evt: dict[str, Any]) -> None:
 def busy_books(app: Flask, client: FlaskClient, base: str, reader: Reader) -> int:
     """Top-ups, purchases, a reader refund, a lost dispute: every kind of entry. The wallet id."""
     articles = [make_article(price=39), make_article(price=120)]
-    response = client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(base),
-            "buy": articles[0].slug,
-        },
-        headers=bearer(reader.token),
-    )
-    assert response.status_code == 201
+    card_top_up(client, base, reader.token, buy=articles[0].slug)
     purchase = client.post(
         f"/api/v1/articles/{articles[1].slug}/purchase", headers=bearer(reader.token)
     )

@@ -11,25 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import migrated_database
+from tests.live_support import launch_chromium, needs_chromium
 from tests.servers import BIN, ROOT, AppServer, LocalStripe
 from tests.stripe_support import WEBHOOK_SECRET
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 READER = ("reader@dispatch.example", "reader-demo-2026")
 ARTICLE = "harbour-cranes-go-electric"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
+    needs_chromium,
 ]
 
 
@@ -64,7 +56,7 @@ def test_pages_and_a_card_top_up_run_under_the_csp(site: AppServer) -> None:
 
     refused: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.on(

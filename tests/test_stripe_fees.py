@@ -33,9 +33,10 @@ from dispatch_pay.payments.gateway import (
 from models import TopUp, User, db, utcnow
 from tests.conftest import test_config as app_config
 from tests.factories import bearer, make_token, make_user
+from tests.fake_gateway import InMemoryGateway
 from tests.publisher_support import log_in
 from tests.servers import LocalStripe
-from tests.stripe_support import WEBHOOK_SECRET, card_payment_method, event, signed
+from tests.stripe_support import WEBHOOK_SECRET, card_payment_method, card_top_up, event, signed
 from tests.stripe_support import stripe_client as stripe_api
 
 STRIPE_FEE = Fee(
@@ -48,13 +49,12 @@ _ids = itertools.count(1)
 
 
 @dataclass
-class FakeGateway:
+class FakeGateway(InMemoryGateway):
     """PaymentGateway in memory: every card succeeds; fees are whatever the test sets."""
 
     fee_on_create: Fee | None = None  # as if Stripe sent the balance transaction expanded
     fees: dict[str, Fee | None] = field(default_factory=dict)
     fee_errors: dict[str, Exception] = field(default_factory=dict)
-    intents: dict[str, Intent] = field(default_factory=dict)
     fee_calls: list[str] = field(default_factory=list)
 
     def create_intent(
@@ -67,21 +67,15 @@ class FakeGateway:
         idempotency_key: str,
     ) -> Intent:
         n = next(_ids)
-        intent = Intent(
-            id=f"pi_fake_{n}",
+        return self.keep_intent(
+            f"pi_fake_{n}",
             status="succeeded" if payment_method else "requires_payment_method",
             amount=amount,
             currency=currency,
             metadata=metadata,
-            client_secret=f"pi_fake_{n}_secret",
             charge_id=f"ch_fake_{n}" if payment_method else None,
             fee=self.fee_on_create if payment_method else None,
         )
-        self.intents[intent.id] = intent
-        return intent
-
-    def retrieve_intent(self, intent_id: str) -> Intent:
-        return self.intents[intent_id]
 
     def recent_intents(self, created_after: int) -> list[Intent]:
         # A list from Stripe never has the balance transactions expanded.
@@ -92,12 +86,6 @@ class FakeGateway:
         if payment_intent_id in self.fee_errors:
             raise self.fee_errors[payment_intent_id]
         return self.fees.get(payment_intent_id)
-
-    def publishable_key(self) -> str | None:
-        return "pk_test_fake"
-
-    def js_url(self) -> str:
-        return "https://js.stripe.com/v3/"
 
 
 @dataclass
@@ -407,16 +395,7 @@ def reader_in_own_range() -> User:
 def test_localstripe_reports_its_fee_with_the_confirmation(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(make_token(reader_in_own_range())),
-    )
-    assert response.status_code == 201, response.json
+    response = card_top_up(stripe_client, localstripe.base, make_token(reader_in_own_range()))
     topup = db.session.scalar(
         select(TopUp).where(TopUp.payment_intent_id == response.json["topup"]["id"])
     )

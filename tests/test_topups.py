@@ -4,7 +4,7 @@ from flask.testing import FlaskClient
 
 from tests.factories import bearer, make_article, make_token, make_user
 from tests.servers import LocalStripe
-from tests.stripe_support import card_payment_method
+from tests.stripe_support import card_top_up
 
 
 def test_topup_then_one_click_purchase(
@@ -12,16 +12,7 @@ def test_topup_then_one_click_purchase(
 ) -> None:
     article = make_article(price=39)
     token = make_token(make_user())
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(token),
-    )
-    assert response.status_code == 201, response.json
+    response = card_top_up(stripe_client, localstripe.base, token)
     assert response.json["topup"]["status"] == "succeeded"
     assert response.json["topup"]["id"].startswith("pi_")
     bought = stripe_client.post(f"/api/v1/articles/{article.slug}/purchase", headers=bearer(token))

@@ -13,7 +13,7 @@ from tests.conftest import csrf_token_from
 from tests.conftest import test_config as app_config
 from tests.factories import PASSWORD, bearer, make_article, make_token, make_user
 from tests.servers import LocalStripe
-from tests.stripe_support import card_payment_method
+from tests.stripe_support import card_top_up
 
 
 def log_in(client: FlaskClient, user: User) -> None:
@@ -86,17 +86,7 @@ def test_a_finished_top_up_lands_on_the_article_it_bought(
 ) -> None:
     article = make_article(price=39)
     reader = make_user()
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-            "buy": article.slug,
-        },
-        headers=bearer(make_token(reader)),
-    )
-    assert response.status_code == 201, response.json
+    response = card_top_up(stripe_client, localstripe.base, make_token(reader), buy=article.slug)
     pi_id = response.json["topup"]["id"]
     log_in(stripe_client, reader)
 
@@ -112,15 +102,7 @@ def test_a_top_up_of_someone_else_is_not_shown(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
     owner = make_user()
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(make_token(owner)),
-    )
+    response = card_top_up(stripe_client, localstripe.base, make_token(owner))
     pi_id = response.json["topup"]["id"]
     log_in(stripe_client, make_user())
     done = stripe_client.get(f"/wallet/topups/{pi_id}/done", follow_redirects=True)

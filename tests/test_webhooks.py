@@ -23,6 +23,7 @@ from tests.stripe_support import (
     CARD_3DS,
     WEBHOOK_SECRET,
     card_payment_method,
+    card_top_up,
     event,
     signature_header,
     signed,
@@ -109,16 +110,7 @@ def test_synchronous_credit_then_the_webhook_credits_once(
     stripe_client: FlaskClient, localstripe: LocalStripe, reader: tuple[int, str]
 ) -> None:
     _reader_id, token = reader
-    response = stripe_client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(token),
-    )
-    assert response.status_code == 201
+    response = card_top_up(stripe_client, localstripe.base, token)
     pi_id = response.json["topup"]["id"]
     assert balance(stripe_client, token) == 500
 

@@ -1,0 +1,64 @@
+"""The common core of the in-memory payment gateways tests plug in through the app's
+PAYMENT_GATEWAY setting (the PaymentGateway protocol of dispatch_pay/payments/gateway.py).
+
+It keeps PaymentIntents in a dict and answers retrieve/recent, the keys and the Stripe.js
+URL. How an intent is created (faults, idempotency, fees) is each test's own behaviour, so
+each subclass writes the protocol's `create_intent` (not repeated here) and builds its
+intents with `keep_intent`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatch_pay.payments.gateway import Fee, Intent, PaymentRequestRejected
+
+
+# eq=False: a gateway is one service object, compared and hashed by identity.
+@dataclass(eq=False)
+class InMemoryGateway:
+    """PaymentIntents in memory; every intent's client secret is derived from its id."""
+
+    intents: dict[str, Intent] = field(default_factory=dict)
+
+    def keep_intent(
+        self,
+        pi_id: str,
+        *,
+        status: str,
+        amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        **rest: Any,
+    ) -> Intent:
+        """Build an Intent as Stripe would answer it (`rest`: charge_id, fee, created)
+        and remember it under its id."""
+        intent = Intent(
+            id=pi_id,
+            status=status,
+            amount=amount,
+            currency=currency,
+            metadata=dict(metadata),
+            client_secret=f"{pi_id}_secret",
+            **rest,
+        )
+        self.intents[pi_id] = intent
+        return intent
+
+    def retrieve_intent(self, intent_id: str) -> Intent:
+        if intent_id not in self.intents:
+            raise PaymentRequestRejected(f"No such payment_intent: {intent_id}")
+        return self.intents[intent_id]
+
+    def recent_intents(self, created_after: int) -> list[Intent]:
+        return [i for i in self.intents.values() if (i.created or 0) >= created_after]
+
+    def charge_fee(self, payment_intent_id: str) -> Fee | None:
+        return None
+
+    def publishable_key(self) -> str | None:
+        return "pk_test_fake"
+
+    def js_url(self) -> str:
+        return "https://js.stripe.com/v3/"
