@@ -409,6 +409,10 @@ def test_configuration_defaults(
     )
     message = assert_error(refused, 503)["error"]["message"]
     assert "Stripe" in message or "not available" in message
+    # Asked to buy with too little in the wallet, the 402 keeps its shape but says why
+    # the top-up it offers cannot be made here.
+    short = client.post(f"/api/v1/articles/{article.slug}/purchase", headers=bearer(token))
+    assert "not available" in assert_error(short, 402, "insufficient_funds")["error"]["message"]
     grant(reader, article)
     read = client.get(f"/api/v1/articles/{article.slug}", headers=bearer(token))
     assert BODY in json_of(read, 200)["body_html"]
