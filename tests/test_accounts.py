@@ -311,7 +311,12 @@ def test_create_publisher_prints_token_last(app: Flask, client: FlaskClient) -> 
     assert me["user"]["email"] == "editor@example.com" and me["user"]["role"] == "publisher"
     create = client.post(
         "/api/v1/articles",
-        json={"title": "From the CLI token", "teaser": "t", "body": "b"},
+        json={
+            "title": "From the CLI token",
+            "teaser": "t",
+            "body": "b",
+            "price": {"amount": 39, "currency": "usd"},
+        },
         headers=bearer(token),
     )
     assert create.status_code == 201

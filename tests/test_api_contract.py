@@ -351,7 +351,8 @@ def test_create_article_names_each_bad_field(client: FlaskClient, publisher_toke
     body = assert_error(post(client, "/api/v1/articles", payload, publisher_token), 422)
     assert set(body["error"]["fields"]) == {"title", "teaser", "body", "slug", "price"}
     missing = assert_error(post(client, "/api/v1/articles", {}, publisher_token), 422)
-    assert set(missing["error"]["fields"]) == {"title", "teaser", "body"}
+    # `price` is required: the contract marks only `slug?` optional.
+    assert set(missing["error"]["fields"]) == {"title", "teaser", "body", "price"}
 
 
 def test_patch_article(client: FlaskClient, publisher_token: str) -> None:

@@ -80,7 +80,12 @@ def _email() -> str:
 
 
 def new_article(_actor: str, _world: World) -> dict[str, Any]:
-    return {"title": f"Matrix draft {next(_seq)}", "teaser": "Teaser.", "body": "Body."}
+    return {
+        "title": f"Matrix draft {next(_seq)}",
+        "teaser": "Teaser.",
+        "body": "Body.",
+        "price": {"amount": 39, "currency": "usd"},
+    }
 
 
 def report(_actor: str, _world: World) -> dict[str, Any]:

@@ -127,14 +127,13 @@ def test_creating_a_draft_uses_the_default_price(client: FlaskClient) -> None:
     article = article_named("brand-new")
     assert (article.price_amount, article.price_currency) == (55, "eur")
     assert article.status == "draft" and article.author_id == publisher.id
-    # The API's creation path reads the same setting.
+    # The API does not: the contract's `POST /api/v1/articles` requires `price`.
     api = client.post(
         "/api/v1/articles",
         json={"title": "From the pipeline", "teaser": "T", "body": "B"},
         headers=bearer(make_token(publisher)),
     )
-    assert api.status_code == 201
-    assert api.json["price"] == {"amount": 55, "currency": "eur"}
+    assert api.status_code == 422 and "price" in api.json["error"]["fields"]
 
 
 def test_invalid_article_form_shows_errors_and_saves_nothing(client: FlaskClient) -> None:

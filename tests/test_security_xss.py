@@ -16,6 +16,7 @@ from tests.security_support import executable_problems, json_error, login, scan
 
 # Each breaks out of a different context: element text, a quoted attribute, the JSON-LD
 # <script> block, a Markdown link, raw HTML in Markdown.
+PRICE = {"amount": 39, "currency": "usd"}
 TITLE = "</script><script>alert('title')</script>\"><svg onload=alert(1)>"
 TEASER = "'\"><img src=x onerror=alert('teaser')>&lt;script&gt;"
 BODY = (
@@ -61,12 +62,14 @@ def hostile_article(client: FlaskClient) -> dict[str, Any]:
     for slug in ("<script>x</script>", 'a"b', "../etc"):
         bad = client.post(
             "/api/v1/articles",
-            json={"title": "t", "slug": slug, "teaser": "t", "body": "b"},
+            json={"title": "t", "slug": slug, "teaser": "t", "body": "b", "price": PRICE},
             headers=headers,
         )
         assert bad.status_code == 422 and "slug" in json_error(bad)["fields"]
     created = client.post(
-        "/api/v1/articles", json={"title": TITLE, "teaser": TEASER, "body": BODY}, headers=headers
+        "/api/v1/articles",
+        json={"title": TITLE, "teaser": TEASER, "body": BODY, "price": PRICE},
+        headers=headers,
     )
     assert created.status_code == 201, created.get_json()
     slug = created.get_json()["slug"]

@@ -38,7 +38,9 @@ class ArticleCreateSchema(Schema):
     body = fields.String(
         required=True, validate=[validate.Length(min=1, max=BODY_MAX_LENGTH), not_blank]
     )
-    price = fields.Nested(PriceSchema)
+    # Required: the contract lists `price` without the `?` it gives `slug`, and a pipeline
+    # that forgot it must not publish at a price nobody chose.
+    price = fields.Nested(PriceSchema, required=True)
 
 
 class ArticlePatchSchema(ArticleCreateSchema):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dispatch_pay.api.auth import api_blueprint, require_user
@@ -66,7 +66,19 @@ def purchase_article(slug: str) -> ResponseReturnValue:
     user = require_user()
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
-    result = wallet_services.purchase_article(user, find_article(slug))
+    try:
+        result = wallet_services.purchase_article(user, find_article(slug))
+    except DomainError as exc:
+        no_stripe = current_app.extensions.get("payment_gateway") is None
+        if exc.code == "insufficient_funds" and no_stripe:
+            # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,
+            # Configuration): the 402 keeps its contract shape, but must not send the reader
+            # to a top-up that can only answer 503.
+            exc.message = (
+                "Your wallet does not cover this dispatch, and top-ups are not available: "
+                "Stripe is not configured on this server."
+            )
+        raise
     return jsonify(_purchase_result(result)), 201 if result.created else 200
 
 
