@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from flask.testing import FlaskClient
 
 from tests.factories import make_user
-from tests.publisher_support import log_in
+from tests.publisher_support import fund, log_in
 
 
 def test_sales_page_says_no_topups_instead_of_zero_and_a_dash(client: FlaskClient) -> None:
@@ -20,3 +22,16 @@ def test_every_page_starts_with_a_skip_link_to_the_main_content(client: FlaskCli
     body = page.split("<body>", 1)[1].lstrip()
     assert body.startswith('<a class="skip-link" href="#content">Skip to content</a>')
     assert '<main class="page" id="content">' in page
+
+
+def test_wallet_history_keeps_the_date_and_the_time_each_on_one_line(client: FlaskClient) -> None:
+    reader = make_user()
+    fund(reader, 500)
+    log_in(client, reader)
+    page = client.get("/wallet").get_data(as_text=True)
+    history = page.split('class="ledger"', 1)[1]
+    assert re.search(
+        r'<time datetime="[^"]+"><span class="nowrap">\d{4}-\d\d-\d\d</span> '
+        r'<span class="nowrap">\d\d:\d\d</span></time>',
+        history,
+    )
