@@ -6,6 +6,7 @@ import re
 
 from flask.testing import FlaskClient
 
+from tests.conftest import csrf_token_from
 from tests.factories import make_user
 from tests.publisher_support import fund, log_in
 
@@ -35,3 +36,16 @@ def test_wallet_history_keeps_the_date_and_the_time_each_on_one_line(client: Fla
         r'<span class="nowrap">\d\d:\d\d</span></time>',
         history,
     )
+
+
+def test_signup_errors_are_tied_to_their_fields(client: FlaskClient) -> None:
+    token = csrf_token_from(client, "/signup")
+    page = client.post(
+        "/signup", data={"email": "not-an-email", "password": "short", "csrf_token": token}
+    ).get_data(as_text=True)
+    for name in ("email", "password"):
+        field = re.search(rf'<input id="{name}"[^>]*>', page)
+        assert field is not None
+        assert 'aria-invalid="true"' in field.group(0)
+        assert f'aria-describedby="{name}-error"' in field.group(0)
+        assert page.count(f'id="{name}-error"') == 1
