@@ -7,7 +7,7 @@ import re
 from flask.testing import FlaskClient
 
 from tests.conftest import csrf_token_from
-from tests.factories import make_user
+from tests.factories import make_article, make_user
 from tests.publisher_support import fund, log_in
 
 
@@ -49,3 +49,19 @@ def test_signup_errors_are_tied_to_their_fields(client: FlaskClient) -> None:
         assert 'aria-invalid="true"' in field.group(0)
         assert f'aria-describedby="{name}-error"' in field.group(0)
         assert page.count(f'id="{name}-error"') == 1
+
+
+def test_a_blocked_publish_button_is_described_by_the_reasons(client: FlaskClient) -> None:
+    editor = make_user(role="publisher")
+    blocked = make_article(verdicts=("supported", "contradicted"), published=False, author=editor)
+    ready = make_article(verdicts=("supported",), published=False, author=editor)
+    log_in(client, editor)
+
+    def button(slug: str) -> str:
+        page = client.get(f"/publisher/articles/{slug}").get_data(as_text=True)
+        found = re.search(r'<button [^>]*id="publish-button"[^>]*>', page)
+        assert found is not None
+        return found.group(0)
+
+    assert 'aria-describedby="blocked"' in button(blocked.slug)
+    assert "aria-describedby" not in button(ready.slug)
