@@ -10,19 +10,15 @@ from flask.testing import FlaskClient
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
 from models import ENTRY_ADJUSTMENT, Article, Purchase, User, db
+from tests.catalog_support import login_browser
 from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD
 
 _seq = itertools.count(1)
 
 
 def log_in(client: FlaskClient, user: User) -> str:
     """Log in through the form, as a browser does; returns the session's CSRF token."""
-    token = csrf_token_from(client, "/login")
-    response = client.post(
-        "/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
+    login_browser(client, user.email)
     return csrf_token_from(client, "/")
 
 

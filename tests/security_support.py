@@ -1,25 +1,14 @@
-"""Helpers shared by the security tests: logging in, page parsing, table snapshots."""
+"""Helpers shared by the security tests: page parsing, table snapshots."""
 
 from __future__ import annotations
 
 from html.parser import HTMLParser
 from typing import Any
 
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from models import db
 from models.base import Base
-from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD
-
-
-def login(client: FlaskClient, email: str, password: str = PASSWORD) -> None:
-    token = csrf_token_from(client, "/login")
-    response = client.post(
-        "/login", data={"email": email, "password": password, "csrf_token": token}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
 
 
 def table_counts() -> dict[str, int]:

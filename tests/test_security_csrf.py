@@ -10,9 +10,10 @@ from flask.testing import FlaskClient
 from werkzeug.routing import IntegerConverter
 
 from models import Article
+from tests.catalog_support import login_browser as login
 from tests.conftest import csrf_token_from
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.security_support import json_error, login, table_counts
+from tests.security_support import json_error, table_counts
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 # Machine endpoints with their own authentication: bearer tokens (or the session plus

@@ -13,10 +13,11 @@ from flask.testing import FlaskClient
 
 from dispatch_pay import create_app
 from dispatch_pay.security import content_security_policy
+from tests.catalog_support import login_browser as login
 from tests.conftest import csrf_token_from
 from tests.conftest import test_config as app_config
 from tests.factories import PASSWORD, make_article, make_user
-from tests.security_support import executable_problems, login
+from tests.security_support import executable_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from models import Article, db
+from tests.catalog_support import login_browser as login
 from tests.factories import bearer, grant, make_token, make_user
-from tests.security_support import executable_problems, json_error, login, scan
+from tests.security_support import executable_problems, json_error, scan
 
 # Each breaks out of a different context: element text, a quoted attribute, the JSON-LD
 # <script> block, a Markdown link, raw HTML in Markdown.

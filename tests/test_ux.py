@@ -65,3 +65,15 @@ def test_a_blocked_publish_button_is_described_by_the_reasons(client: FlaskClien
 
     assert 'aria-describedby="blocked"' in button(blocked.slug)
     assert "aria-describedby" not in button(ready.slug)
+
+
+def test_the_navigation_fits_the_role(client: FlaskClient) -> None:
+    """Readers get their wallet and library; publishers, who read everything and buy
+    nothing, get the dashboard instead."""
+    log_in(client, make_user())
+    nav = client.get("/").get_data(as_text=True).split('class="site-nav"', 1)[1].split("</nav>")[0]
+    assert ">Wallet<" in nav and ">Library<" in nav and ">Dashboard<" not in nav
+    client.post("/logout", data={"csrf_token": csrf_token_from(client, "/")})
+    log_in(client, make_user(role="publisher"))
+    nav = client.get("/").get_data(as_text=True).split('class="site-nav"', 1)[1].split("</nav>")[0]
+    assert ">Dashboard<" in nav and ">Wallet<" not in nav and ">Library<" not in nav
