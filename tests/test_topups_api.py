@@ -15,6 +15,7 @@ from tests.stripe_support import (
     CARD_3DS,
     CARD_DECLINED,
     card_payment_method,
+    card_top_up,
 )
 from tests.stripe_support import (
     stripe_client as stripe_api,
@@ -56,17 +57,7 @@ def test_a_card_top_up_is_credited_synchronously(
     stripe_client: FlaskClient, localstripe: LocalStripe, reader_token: tuple[int, str]
 ) -> None:
     reader_id, token = reader_token
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(token),
-    )
-
-    assert response.status_code == 201, response.json
+    response = card_top_up(stripe_client, localstripe.base, token)
     topup = response.json["topup"]
     assert topup["status"] == "succeeded"
     assert topup["amount"] == {"amount": 500, "currency": "usd"}
