@@ -145,6 +145,10 @@ def live_app_env(database_url: str, stripe_base: str) -> dict[str, str]:
         "STRIPE_PUBLISHABLE_KEY": LIVE_PUBLISHABLE_KEY,
         "STRIPE_API_BASE": stripe_base,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # Every browser test signs up and tops up from 127.0.0.1 within a minute or two,
+        # which the per-address limits (5 sign-ups a minute) would refuse. The limits
+        # themselves are proven by tests/test_security_ratelimit.py on servers of its own.
+        "RATELIMIT_ENABLED": "0",
     }
 
 
