@@ -30,6 +30,7 @@ from dispatch_pay.publisher.schemas import (
     SalesQuerySchema,
     TokenFormSchema,
 )
+from dispatch_pay.verification.manifests import manifest_chain, manifest_document
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report, summary_line
 from dispatch_pay.verification.services import attach_report, verification_state
 from models import Article, User
@@ -196,8 +197,24 @@ def _article_page(
         report_errors=report_errors or {},
         report_text=report_text,
         price_errors=price_errors or {},
+        manifests=manifest_chain(article),
     )
     return html, status
+
+
+@bp.get("/articles/<slug>/manifests/<int:sequence>.json")
+def download_manifest(slug: str, sequence: int) -> Response:
+    """One signed manifest of the chain, as the file anyone can check."""
+    article = find_article(slug)
+    manifest = next((m for m in manifest_chain(article) if m.sequence == sequence), None)
+    if manifest is None:
+        raise DomainError("not_found", "No such manifest.", status=404)
+    name = f"{article.slug}-manifest-{sequence}.json"
+    return Response(
+        json.dumps(manifest_document(manifest), indent=2, sort_keys=True),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @bp.route("/articles/<slug>/edit", methods=["GET", "POST"])

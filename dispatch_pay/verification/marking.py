@@ -1,0 +1,88 @@
+"""Marking each quoted passage of the paid text, linked to and from its verdict.
+
+Plain links (`#claim-N` and `#quote-N`), no JavaScript. A quote is an exact passage
+of the Markdown body; it is marked where the same words appear in one run of the
+rendered text. A quote that spans formatting (a link, emphasis) cannot be found that
+way: its claim then still shows the quote in the Verifier section, unmarked in the text.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from markupsafe import Markup
+
+# Shown beside the verdict's name so the verdicts differ without colour.
+VERDICT_SIGNS = {"supported": "✓", "weak": "~", "unverified": "?", "contradicted": "✗"}
+
+
+def _inside_tag(text: str, pos: int) -> bool:
+    return text.rfind("<", 0, pos) > text.rfind(">", 0, pos)
+
+
+def _find_text(body: str, needle: str) -> int:
+    """The first place the needle stands in text (not inside a tag), or -1."""
+    start = body.find(needle)
+    while start != -1 and _inside_tag(body, start):
+        start = body.find(needle, start + 1)
+    return start
+
+
+def _rendered_forms(quote: str) -> list[str]:
+    return list(dict.fromkeys([html.escape(quote, quote=False), html.escape(quote)]))
+
+
+def _marked(passage: str, number: int, verdict: str) -> str:
+    sign = VERDICT_SIGNS.get(verdict, "")
+    verdict = html.escape(verdict)
+    return (
+        f'<mark class="claim-quote quote-{verdict}" id="quote-{number}">{passage}'
+        f'<a class="quote-ref verdict verdict-{verdict}" href="#claim-{number}" '
+        f'aria-label="Claim {number}: {verdict}">{sign} {number} {verdict}</a></mark>'
+    )
+
+
+def mark_quotes(body_html: str, claims: list[dict[str, Any]]) -> tuple[Markup, set[int]]:
+    """The sanitised body with each found quote marked; and the numbers of those claims."""
+    body = str(body_html)
+    marked: set[int] = set()
+    for number, claim in enumerate(claims, 1):
+        quote = claim.get("quote")
+        if not quote:
+            continue
+        for form in _rendered_forms(quote):
+            at = _find_text(body, form)
+            if at != -1:
+                end = at + len(form)
+                body = body[:at] + _marked(form, number, claim["verdict"]) + body[end:]
+                marked.add(number)
+                break
+    # The body was sanitised when it was stored; what is added here is escaped text
+    # and fixed markup with a verdict from the four known ones.
+    return Markup(body), marked  # noqa: S704
+
+
+def claim_reviews(
+    report: dict[str, Any], article_url: str, published_at: str | None
+) -> list[dict[str, Any]]:
+    """schema.org ClaimReview, one per claim, for the paid page's JSON-LD only."""
+    reviews = []
+    for number, claim in enumerate(report.get("claims") or [], 1):
+        review: dict[str, Any] = {
+            "@type": "ClaimReview",
+            "url": f"{article_url}#claim-{number}",
+            "claimReviewed": claim["claim"],
+            "author": {"@type": "Organization", "name": report.get("verifier") or ""},
+            "datePublished": (report.get("checked_at") or published_at or "")[:10],
+            "reviewRating": {"@type": "Rating", "alternateName": claim["verdict"]},
+            "itemReviewed": {
+                "@type": "Claim",
+                "appearance": [
+                    {"@type": "CreativeWork", "url": s["url"], "name": s.get("title") or s["url"]}
+                    for s in claim.get("sources") or []
+                ],
+            },
+        }
+        reviews.append(review)
+    return reviews
