@@ -21,10 +21,25 @@ def _inside_tag(text: str, pos: int) -> bool:
     return text.rfind("<", 0, pos) > text.rfind(">", 0, pos)
 
 
+def _inside_entity(text: str, pos: int) -> bool:
+    """Would a mark at pos split a character reference such as `&amp;`?"""
+    amp = text.rfind("&", max(0, pos - 10), pos)
+    return amp != -1 and ";" not in text[amp:pos]
+
+
+def _inside_link(text: str, pos: int) -> bool:
+    """Links may not nest: a passage inside a link of the body is left unmarked."""
+    return text.rfind("<a ", 0, pos) > text.rfind("</a>", 0, pos)
+
+
+def _markable(text: str, pos: int) -> bool:
+    return not (_inside_tag(text, pos) or _inside_entity(text, pos) or _inside_link(text, pos))
+
+
 def _find_text(body: str, needle: str) -> int:
-    """The first place the needle stands in text (not inside a tag), or -1."""
+    """The first place the needle stands in plain text, or -1."""
     start = body.find(needle)
-    while start != -1 and _inside_tag(body, start):
+    while start != -1 and not _markable(body, start):
         start = body.find(needle, start + 1)
     return start
 

@@ -9,6 +9,7 @@ import extruct
 from flask.testing import FlaskClient
 
 from dispatch_pay.publisher.services import publish
+from dispatch_pay.verification.marking import mark_quotes
 from dispatch_pay.verification.services import attach_report
 from models import db
 from tests.catalog_support import login_browser
@@ -103,3 +104,25 @@ def test_the_free_page_carries_claim_reviews_and_the_teaser_of_a_paid_one_none(
     page = client.get(f"/articles/{free.slug}").get_data(as_text=True)
     data = extruct.extract(page, syntaxes=["json-ld"], uniform=True)["json-ld"]
     assert len(data[0]["review"]) == 4
+
+
+def test_marks_never_split_a_tag_an_entity_or_a_link() -> None:
+    body = (
+        '<p>An <a href="https://x.example/example">example link</a> &amp; an example.</p>'
+        '<p title="example">Plain example here.</p>'
+    )
+    marked, found = mark_quotes(
+        body,
+        [
+            {"claim": "a", "verdict": "weak", "quote": "amp"},
+            {"claim": "b", "verdict": "supported", "quote": "example"},
+        ],
+    )
+    html = str(marked)
+    assert "&amp;" in html  # the entity is whole
+    assert 'href="https://x.example/example"' in html and 'title="example"' in html
+    assert "example link</a>" in html  # nothing inside the body's own link
+    assert '<mark class="claim-quote quote-supported" id="quote-2">example<a' in html
+    assert html.index('id="quote-2"') > html.index("&amp;")
+    assert found == {1, 2}  # "amp" found in "example", after the entity
+    assert html.count("<a ") == 3  # the body's link and one reference per mark
