@@ -25,9 +25,9 @@ import jwt
 import pytest
 import rfc8785
 
-from tests import live_support
-from tests.live_support import LiveSite
-from tests.stripe_support import card_top_up
+from tests.support import live as live_support
+from tests.support.live import LiveSite
+from tests.support.stripe_helpers import card_top_up
 
 pytestmark = pytest.mark.e2e
 live_site = live_support.live_site

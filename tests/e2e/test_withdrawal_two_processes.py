@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import claims
-from tests.servers import AppServer
-from tests.test_cache_invalidation import _http, _publisher_token, shared_database
+from tests.support.factories import claims
+from tests.support.servers import AppServer
+from tests.unit.catalog.test_public_cache import _http, _publisher_token, shared_database
 
 pytestmark = pytest.mark.e2e
 __all__ = ["shared_database"]  # the fixture, used by name below

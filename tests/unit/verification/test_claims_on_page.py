@@ -12,8 +12,8 @@ from dispatch_pay.publisher.services import publish
 from dispatch_pay.verification.marking import mark_quotes
 from dispatch_pay.verification.services import attach_report
 from models import db
-from tests.catalog_support import login_browser
-from tests.factories import claims, grant, make_article, make_user
+from tests.support.factories import claims, grant, make_article, make_user
+from tests.support.web import log_in
 
 BODY = (
     "Harbour cranes now run on batteries.\n\n"
@@ -41,7 +41,7 @@ def quoted_article(price: int = 39) -> Any:
 def owner_page(client: FlaskClient, article: Any) -> str:
     reader = make_user()
     grant(reader, article)
-    login_browser(client, reader.email)
+    log_in(client, reader.email)
     return client.get(f"/articles/{article.slug}").get_data(as_text=True)
 
 

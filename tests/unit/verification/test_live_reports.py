@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from dispatch_pay.verification import notices
 from dispatch_pay.verification.notices import on_correction
 from models import Article, Manifest, VerificationReport, db
-from tests.catalog_support import assert_error, login_browser
-from tests.factories import bearer, claims, grant, make_article, make_token, make_user
+from tests.support.factories import bearer, claims, grant, make_article, make_token, make_user
+from tests.support.web import assert_error, log_in
 
 BODY = "The port cut its diesel use by half. Crane moves stayed flat.\n"
 
@@ -157,7 +157,7 @@ def test_a_contradicted_live_report_takes_the_article_off_sale_at_once(
     assert mine["body"] == BODY
     assert mine["verification"]["counts"]["contradicted"] == 1
     assert "Taken off sale" in mine["corrections"][0]["what"]
-    login_browser(client, buyer.email)
+    log_in(client, buyer.email)
     page = client.get(f"/articles/{slug}").get_data(as_text=True)
     assert 'id="correction-notice"' in page and "verdict-contradicted" in page
     library = client.get("/library").get_data(as_text=True)

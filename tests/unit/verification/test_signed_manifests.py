@@ -20,8 +20,8 @@ from sqlalchemy import delete, select
 
 from dispatch_pay.verification.manifests import canonical_json
 from models import Manifest, SigningKey, db
-from tests.catalog_support import assert_error
-from tests.factories import bearer, claims, grant, make_article, make_token, make_user
+from tests.support.factories import bearer, claims, grant, make_article, make_token, make_user
+from tests.support.web import assert_error
 
 MANIFEST_FIELDS = {
     "article",
