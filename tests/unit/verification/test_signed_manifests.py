@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 from dispatch_pay.verification.manifests import canonical_json
 from models import Manifest, SigningKey, db
 from tests.support.factories import bearer, claims, grant, make_article, make_token, make_user
-from tests.support.web import assert_error
+from tests.support.web import assert_error, log_in
 
 MANIFEST_FIELDS = {
     "article",
@@ -269,3 +269,27 @@ def test_report_hash_is_over_the_canonical_json_of_the_full_get() -> None:
     assert canonical_json({"b": 1, "a": ["é", {"d": None, "c": True}]}) == (
         '{"a":["é",{"c":true,"d":null}],"b":1}'.encode()
     )
+
+
+def test_the_dashboard_shows_the_chain_and_downloads_a_manifest(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    article = make_article(verdicts=("supported",))
+    client.put(f"/api/v1/articles/{article.slug}/verification", json=report("weak"), headers=editor)
+    publisher = make_user(role="publisher")
+    log_in(client, publisher)
+    page = client.get(f"/publisher/articles/{article.slug}").get_data(as_text=True)
+    assert 'id="manifests"' in page and 'id="manifest-1"' in page and 'id="manifest-2"' in page
+    assert "Verifier report replaced: 1 weak." in page
+    download = client.get(f"/publisher/articles/{article.slug}/manifests/2.json")
+    assert download.status_code == 200
+    assert "attachment" in download.headers["Content-Disposition"]
+    document = download.get_json()
+    jwks = client.get("/.well-known/dispatch-keys.json").get_json()
+    assert verify(document["jws"], jwks) == document["manifest"]
+    assert client.get(f"/publisher/articles/{article.slug}/manifests/3.json").status_code == 404
+    # Readers get no dashboard download.
+    client.get("/logout")
+    reader = make_user()
+    log_in(client, reader)
+    assert client.get(f"/publisher/articles/{article.slug}/manifests/1.json").status_code == 403
