@@ -51,9 +51,28 @@ def _verdicts(report: VerificationReport) -> dict[str, int]:
     }
 
 
-def _lock_chain(article: Article) -> None:
-    """Serialise writers of one article's chain (a no-op on SQLite, which has one writer)."""
-    db.session.execute(select(Article.id).where(Article.id == article.id).with_for_update())
+def lock_article(article: Article) -> None:
+    """Serialise everything that decides what readers of this article get.
+
+    Publishing, attaching a report and appending to the manifest chain each take the
+    article's row lock first and then read the article and its reports afresh, so a
+    publish racing a contradicted report either sees the report (and refuses) or
+    happens first (and the report then withdraws it). A no-op on SQLite, which
+    serialises writers itself.
+    """
+    # Fetching the rows is what refreshes the objects already in the session.
+    db.session.scalars(
+        select(Article)
+        .where(Article.id == article.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    db.session.scalars(
+        select(VerificationReport)
+        .join(ArticleRevision, VerificationReport.revision_id == ArticleRevision.id)
+        .where(ArticleRevision.article_id == article.id)
+        .execution_options(populate_existing=True)
+    ).all()
 
 
 def latest_manifest(article: Article) -> Manifest | None:
@@ -70,7 +89,7 @@ def record_manifest(article: Article, revision: ArticleRevision, change: str) ->
     report = revision.report
     if report is None:  # the publish gate never lets a text without a report go live
         raise ValueError("a published revision always has a report")
-    _lock_chain(article)
+    lock_article(article)
     previous = latest_manifest(article)
     issued_at = utcnow()
     payload = {
@@ -131,7 +150,7 @@ def live_manifest(article: Article) -> Manifest | None:
     manifest = latest_manifest(article)
     if manifest is not None or article.live_revision is None:
         return manifest
-    _lock_chain(article)
+    lock_article(article)
     return latest_manifest(article) or record_manifest(
         article, article.live_revision, f"Published (revision {article.live_revision.number})."
     )

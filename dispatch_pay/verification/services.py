@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from dispatch_pay.errors import DomainError
-from dispatch_pay.verification.manifests import record_manifest, report_sha256
+from dispatch_pay.verification.manifests import lock_article, record_manifest, report_sha256
 from dispatch_pay.verification.schemas import summary_line
 from models import (
     STATUS_PUBLISHED,
@@ -32,6 +32,7 @@ def attach_report(article: Article, data: dict[str, Any]) -> VerificationReport:
     the article's manifest chain, and a contradicted claim takes the article off sale
     at once (its buyers keep their text with the new report).
     """
+    lock_article(article)
     revision = _checked_revision(article, data.get("body_sha256"))
     claims = [_stored_claim(c) for c in data["claims"]]
     _require_quotes_in(revision, claims)
