@@ -33,7 +33,7 @@ from dispatch_pay.publisher.schemas import (
 from dispatch_pay.verification.manifests import manifest_chain, manifest_document
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report, summary_line
 from dispatch_pay.verification.services import attach_report, verification_state
-from models import Article, User
+from models import STATUS_WITHDRAWN, Article, User
 
 bp = Blueprint("publisher", __name__, url_prefix="/publisher")
 
@@ -281,7 +281,13 @@ def attach_verification(slug: str) -> Page:
     except DomainError as exc:
         errors = {"report": [exc.message]}
         return _article_page(article, status=exc.status, report_errors=errors, report_text=text)
-    flash("Report attached to the current text.")
+    if article.status == STATUS_WITHDRAWN:
+        flash(
+            "Report attached. It finds a contradicted claim in the live text: the article "
+            "is off sale until a corrected text is checked and published."
+        )
+    else:
+        flash("Report attached to the current text.")
     return redirect(url_for(".article", slug=article.slug))
 
 
