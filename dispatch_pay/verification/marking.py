@@ -13,6 +13,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from dispatch_pay.security import http_url
+
 # Shown beside the verdict's name so the verdicts differ without colour.
 VERDICT_SIGNS = {"supported": "✓", "weak": "~", "unverified": "?", "contradicted": "✗"}
 
@@ -93,9 +95,11 @@ def claim_reviews(
             "reviewRating": {"@type": "Rating", "alternateName": claim["verdict"]},
             "itemReviewed": {
                 "@type": "Claim",
+                # Only http(s) sources (defence in depth: input validation refuses others).
                 "appearance": [
                     {"@type": "CreativeWork", "url": s["url"], "name": s.get("title") or s["url"]}
                     for s in claim.get("sources") or []
+                    if http_url(s.get("url"))
                 ],
             },
         }

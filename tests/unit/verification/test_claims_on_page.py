@@ -9,7 +9,7 @@ import extruct
 from flask.testing import FlaskClient
 
 from dispatch_pay.publisher.services import publish
-from dispatch_pay.verification.marking import mark_quotes
+from dispatch_pay.verification.marking import claim_reviews, mark_quotes
 from dispatch_pay.verification.services import attach_report
 from models import db
 from tests.support.factories import claims, grant, make_article, make_user
@@ -126,3 +126,24 @@ def test_marks_never_split_a_tag_an_entity_or_a_link() -> None:
     assert html.index('id="quote-2"') > html.index("&amp;")
     assert found == {1, 2}  # "amp" found in "example", after the entity
     assert html.count("<a ") == 3  # the body's link and one reference per mark
+
+
+def test_claim_reviews_carry_only_web_sources() -> None:
+    report = {
+        "verifier": "v",
+        "checked_at": "2026-11-01T00:00:00+00:00",
+        "claims": [
+            {
+                "claim": "c",
+                "verdict": "weak",
+                "sources": [
+                    {"url": "javascript:alert(1)", "title": "x"},
+                    {"url": "https://ok.example/a", "title": "ok"},
+                ],
+            }
+        ],
+    }
+    (review,) = claim_reviews(report, "https://site.example/articles/a", None)
+    assert review["itemReviewed"]["appearance"] == [
+        {"@type": "CreativeWork", "url": "https://ok.example/a", "name": "ok"}
+    ]
