@@ -33,8 +33,24 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Said before and after the run: a local SQLite-only green is not CI's run.
+define warn_no_postgres
+if [ -z "$$TEST_DATABASE_URL" ]; then \
+  echo ''; \
+  echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+  echo '!! WARNING: TEST_DATABASE_URL is not set: SQLite ONLY.                       !!'; \
+  echo '!! PostgreSQL tests (concurrency, scale-out, faults) are SKIPPED; a green run !!'; \
+  echo '!! here is NOT what CI runs. Set e.g.                                        !!'; \
+  echo '!! TEST_DATABASE_URL=postgresql+psycopg://root@127.0.0.1:5432/test_<you>     !!'; \
+  echo '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'; \
+  echo ''; \
+fi
+endef
+
 pytest: install
+	@$(warn_no_postgres)
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(warn_no_postgres)
 
 ## test: lint, type-check and the whole test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 test: lint typecheck pytest
