@@ -293,3 +293,18 @@ def test_the_dashboard_shows_the_chain_and_downloads_a_manifest(
     reader = make_user()
     log_in(client, reader)
     assert client.get(f"/publisher/articles/{article.slug}/manifests/1.json").status_code == 403
+
+
+def test_an_article_published_before_manifests_gets_its_first_on_request(
+    client: FlaskClient,
+) -> None:
+    article = make_article()
+    db.session.execute(delete(Manifest).where(Manifest.article_id == article.id))
+    db.session.commit()
+    signed = client.get(f"/api/v1/articles/{article.slug}/manifest")
+    assert signed.status_code == 200
+    jwks = client.get("/.well-known/dispatch-keys.json").get_json()
+    manifest = verify(signed.get_json()["jws"], jwks)
+    assert manifest["previous"] is None and manifest["revision"] == 1
+    again = client.get(f"/api/v1/articles/{article.slug}/manifest").get_json()
+    assert again["jws"] == signed.get_json()["jws"]  # made once, then served
