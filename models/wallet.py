@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -15,9 +15,12 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
+
+if TYPE_CHECKING:
+    from models.catalog import Article
 
 # Ledger entry kinds. Credits are positive, debits negative.
 ENTRY_TOPUP = "topup"  # + a succeeded PaymentIntent
@@ -26,15 +29,6 @@ ENTRY_REFUND = "refund"  # + a purchase refunded to the wallet
 ENTRY_TOPUP_REFUNDED = "topup_refunded"  # - card refund of a top-up (Stripe charge.refunded)
 ENTRY_DISPUTE = "dispute"  # - a lost dispute of a top-up
 ENTRY_ADJUSTMENT = "adjustment"  # +/- an operator's correction
-ENTRY_KINDS = (
-    ENTRY_TOPUP,
-    ENTRY_PURCHASE,
-    ENTRY_REFUND,
-    ENTRY_TOPUP_REFUNDED,
-    ENTRY_DISPUTE,
-    ENTRY_ADJUSTMENT,
-)
-
 WALLET_ACTIVE = "active"
 WALLET_FROZEN = "frozen"
 
@@ -123,17 +117,8 @@ class Purchase(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     refunded_at: Mapped[datetime | None] = mapped_column(default=None)
     refunded_by: Mapped[str | None] = mapped_column(String(16), default=None)
-
-
-TOPUP_STATUSES = (
-    "requires_payment_method",
-    "requires_confirmation",
-    "requires_action",
-    "processing",
-    "succeeded",
-    "failed",
-    "canceled",
-)
+    # Read-only: a purchase's article, for listings that load it with the purchases.
+    article: Mapped[Article] = relationship(viewonly=True)
 
 
 class TopUp(Base):
@@ -168,6 +153,7 @@ class TopUp(Base):
     failure_code: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(default=None)
+    buy_article: Mapped[Article | None] = relationship(viewonly=True)
 
 
 class Dispute(Base):

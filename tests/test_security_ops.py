@@ -43,7 +43,10 @@ def test_healthz_reports_database_and_stripe(app: Flask, client: FlaskClient) ->
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok", "database": "ok", "stripe": "not_configured"}
-    configured = create_app(app_config(app.config["DATABASE_URL"], STRIPE_SECRET_KEY="sk_test_x"))
+    configured = create_app(
+        app_config(app.config["DATABASE_URL"], STRIPE_SECRET_KEY="sk_test_x"),
+        configure_database=False,
+    )
     with configured.app_context():
         response = configured.test_client().get("/healthz")
     assert response.status_code == 200
