@@ -105,15 +105,13 @@ def _check_credentials(email: str, password: str | None) -> None:
     from marshmallow import ValidationError
 
     from dispatch_pay.accounts.schemas import CredentialsSchema
+    from dispatch_pay.inputs import form_errors
 
     try:
         CredentialsSchema().load({"email": email, "password": password or "x" * 64})
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"": exc.messages}
         raise click.BadParameter(
-            "; ".join(
-                f"{field}: {' '.join(map(str, errors))}" for field, errors in messages.items()
-            )
+            "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form_errors(exc).items())
         ) from exc
 
 
