@@ -30,7 +30,7 @@ from dispatch_pay.payments.gateway import (
     require_gateway,
 )
 from dispatch_pay.payments.limits import validate_topup_amount
-from models import Article, TopUp, User, db
+from models import Article, TopUp, TopUpStatus, User, db
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def prepare_topup(
         user_id=user.id,
         amount=amount,
         currency=currency,
-        status="requires_payment_method",
+        status=TopUpStatus.REQUIRES_PAYMENT_METHOD,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         buy_article_id=buy.id if buy else None,
@@ -110,7 +110,7 @@ def _replay(existing: TopUp, fingerprint: str) -> tuple[TopUp, bool]:
                 "A top-up with this Idempotency-Key is still being processed.",
                 status=409,
             )
-    if existing.status == "failed":
+    if existing.status == TopUpStatus.FAILED:
         raise _replayed_failure(existing)
     return existing, False
 
@@ -200,8 +200,8 @@ def create_intent(request: IntentRequest) -> Intent:
 def record_failure(failure: TopUpFailure) -> None:
     topup = db.session.get(TopUp, failure.topup_id)
     assert topup is not None
-    if topup.status != "succeeded":
-        topup.status = "failed"
+    if topup.status != TopUpStatus.SUCCEEDED:
+        topup.status = TopUpStatus.FAILED
     topup.failure_code = failure.code
     if failure.payment_intent_id and topup.payment_intent_id is None:
         topup.payment_intent_id = failure.payment_intent_id
@@ -279,7 +279,7 @@ def topup_for_intent(ours: OurIntent) -> TopUp:
             user_id=ours.reader.id,
             amount=intent.amount,
             currency=intent.currency,
-            status=intent.status,
+            status=TopUpStatus.of(intent.status) or TopUpStatus.PROCESSING,
         )
         db.session.add(topup)
     topup.payment_intent_id = intent.id
@@ -291,8 +291,9 @@ def update_topup(ours: OurIntent) -> TopUp:
     """Bring our top-up row up to date with what Stripe says of its PaymentIntent."""
     intent = ours.intent
     topup = topup_for_intent(ours)
-    if topup.status != "succeeded":
-        topup.status = intent.status if intent.status else topup.status
+    reported = TopUpStatus.of(intent.status)
+    if topup.status != TopUpStatus.SUCCEEDED and reported is not None:
+        topup.status = reported
     topup.client_secret = intent.client_secret or topup.client_secret
     topup.charge_id = intent.charge_id or topup.charge_id
     db.session.flush()
@@ -303,8 +304,8 @@ def update_topup(ours: OurIntent) -> TopUp:
 
 def mark_failed(topup: TopUp, code: str | None) -> None:
     """payment_intent.payment_failed: a top-up not credited yet is failed, with Stripe's code."""
-    if topup.status != "succeeded":
-        topup.status = "failed"
+    if topup.status != TopUpStatus.SUCCEEDED:
+        topup.status = TopUpStatus.FAILED
         topup.failure_code = str(code or "payment_failed")[:100]
     db.session.flush()
 

@@ -32,7 +32,7 @@ from dispatch_pay.wallet.schemas import (
     WalletSchema,
     wallet_view,
 )
-from models import db
+from models import TopUpStatus, db
 
 bp = api_blueprint("wallet_api", __name__)
 
@@ -175,7 +175,7 @@ def get_topup(topup_id: str) -> Response:
     topup = payments.topup_by_charge(topup_id, None)
     if topup is None or topup.user_id != user.id:
         raise DomainError("not_found", "No such top-up.", status=404)
-    if topup.status not in ("succeeded", "failed", "canceled"):
+    if not TopUpStatus(topup.status).settled:
         gateway = current_gateway()
         # The read above ends before Stripe is asked; what Stripe says is applied in a
         # second transaction (the row is locked only then).

@@ -20,7 +20,7 @@ from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import Intent, PaymentGateway
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article
-from models import ENTRY_TOPUP, Article, TopUp, db, utcnow
+from models import ENTRY_TOPUP, Article, TopUp, TopUpStatus, db, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def apply_intent(intent: Intent) -> TopUp:
         raise DomainError("not_found", "No such top-up.", status=404)
     locked_wallet(ours.reader.id, intent.currency)
     topup = payments.update_topup(ours)
-    if intent.status == "succeeded":
+    if intent.status == TopUpStatus.SUCCEEDED:
         _credit(ours)
     return topup
 
@@ -42,7 +42,7 @@ def credit_intent(intent: Intent) -> bool:
 
     Returns True only for the call that credited it.
     """
-    if intent.status != "succeeded":
+    if intent.status != TopUpStatus.SUCCEEDED:
         return False
     ours = payments.our_intent(intent)
     return ours is not None and _credit(ours)
@@ -52,7 +52,7 @@ def _credit(ours: payments.OurIntent) -> bool:
     intent = ours.intent
     wallet = locked_wallet(ours.reader.id, intent.currency)
     topup = payments.topup_for_intent(ours)
-    topup.status = "succeeded"
+    topup.status = TopUpStatus.SUCCEEDED
     topup.charge_id = intent.charge_id or topup.charge_id
     entry = post_entry(wallet, ENTRY_TOPUP, intent.amount, intent.id, payment_intent_id=intent.id)
     if entry is None:
@@ -93,7 +93,7 @@ def reconcile(gateway_: PaymentGateway, lookback: timedelta = timedelta(days=3))
     report: list[str] = []
     for intent in gateway_.recent_intents(since):
         ours = payments.our_intent(intent)
-        if ours is None or intent.status != "succeeded":
+        if ours is None or intent.status != TopUpStatus.SUCCEEDED:
             continue
         if _credit(ours):
             report.append(

@@ -20,6 +20,7 @@ from models import (
     Article,
     Entitlement,
     Purchase,
+    RefundedBy,
     User,
     Wallet,
     db,
@@ -146,7 +147,7 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
         _check_reader_may_refund(purchase)
     purchase.status = PURCHASE_REFUNDED
     purchase.refunded_at = utcnow()
-    purchase.refunded_by = "publisher" if by_publisher else "reader"
+    purchase.refunded_by = RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
     )
@@ -171,7 +172,7 @@ def _check_reader_may_refund(purchase: Purchase) -> None:
     recent = db.session.scalar(
         select(func.count(Purchase.id)).where(
             Purchase.user_id == purchase.user_id,
-            Purchase.refunded_by == "reader",
+            Purchase.refunded_by == RefundedBy.READER,
             Purchase.refunded_at >= now - READER_REFUND_PERIOD,
         )
     )

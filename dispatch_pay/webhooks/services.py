@@ -29,7 +29,7 @@ from dispatch_pay.payments.gateway import (
 )
 from dispatch_pay.wallet.crediting import apply_intent, credit_intent
 from dispatch_pay.wallet.disputes import close_dispute, open_dispute, record_card_refund
-from models import TopUp, WebhookEvent, db
+from models import TopUp, TopUpStatus, WebhookEvent, db
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _intent_from_charge(charge: Charge) -> Intent | None:
         return None
     return Intent(
         id=charge.payment_intent_id,
-        status="succeeded",
+        status=TopUpStatus.SUCCEEDED,
         amount=charge.amount,
         currency=charge.currency,
         metadata=charge.metadata,
