@@ -310,7 +310,7 @@ def mark_failed(topup: TopUp, code: str | None) -> None:
     db.session.flush()
 
 
-def topup_by_charge(payment_intent_id: str | None, charge_id: str | None) -> TopUp | None:
+def find_topup(payment_intent_id: str | None, charge_id: str | None = None) -> TopUp | None:
     """Our top-up behind a charge: by its PaymentIntent, else by the charge id."""
     topup = None
     if payment_intent_id:

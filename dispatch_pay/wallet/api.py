@@ -172,7 +172,7 @@ def create_topup() -> ResponseReturnValue:
 def get_topup(topup_id: str) -> Response:
     """A top-up by its PaymentIntent id (for pages that wait for 3-D Secure to finish)."""
     user = require_user()
-    topup = payments.topup_by_charge(topup_id, None)
+    topup = payments.find_topup(topup_id)
     if topup is None or topup.user_id != user.id:
         raise DomainError("not_found", "No such top-up.", status=404)
     if not TopUpStatus(topup.status).settled:

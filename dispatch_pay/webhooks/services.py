@@ -129,7 +129,7 @@ def _payment_intent_failed(intent: Intent, _behind: Behind | None) -> str:
 
 def _topup_for_charge(charge: Charge, behind: Behind | None) -> TopUp | None:
     """Our top-up behind a charge, crediting it first if its success is still unrecorded."""
-    topup = payments.topup_by_charge(charge.payment_intent_id, charge.id)
+    topup = payments.find_topup(charge.payment_intent_id, charge.id)
     if topup is not None and topup.credited_at is not None:
         return topup
     if charge.payment_intent_id is None:
@@ -138,7 +138,7 @@ def _topup_for_charge(charge: Charge, behind: Behind | None) -> TopUp | None:
     if intent is None or not payments.is_ours(intent):
         return None
     credit_intent(intent)  # a refund or dispute may arrive before payment_intent.succeeded
-    return payments.topup_by_charge(charge.payment_intent_id, None)
+    return payments.find_topup(charge.payment_intent_id)
 
 
 def _intent_from_charge(charge: Charge) -> Intent | None:
@@ -168,7 +168,7 @@ def _charge_fee(charge: Charge, _behind: Behind | None) -> str:
     balance transaction expanded. Never asks Stripe (reconcile fills the rest)."""
     if charge.fee is None:
         return "no_fee"
-    topup = payments.topup_by_charge(charge.payment_intent_id, charge.id)
+    topup = payments.find_topup(charge.payment_intent_id, charge.id)
     if topup is None:
         return "ignored"
     if record_fee(topup.id, charge.fee):
