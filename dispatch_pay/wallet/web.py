@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from dispatch_pay.catalog.services import find_article
@@ -12,10 +11,11 @@ from dispatch_pay.errors import DomainError
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, format_money
 from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
 from dispatch_pay.payments.limits import preset_amounts, selected_preset, topup_offer
+from dispatch_pay.payments.services import find_topup
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import wallet_view
-from models import Article, TopUp, db
+from models import Article, db
 
 bp = Blueprint("wallet", __name__)
 
@@ -94,7 +94,7 @@ def topup_done(payment_intent_id: str) -> Response:
 
     Only reads: the crediting itself happened in the API (or the webhook, or reconcile).
     """
-    topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == payment_intent_id))
+    topup = find_topup(payment_intent_id)
     if topup is None or topup.user_id != current_user.id:
         flash("We could not find that payment. Your wallet shows every top-up that went through.")
         return redirect(url_for("wallet.wallet_page"))
