@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from dispatch_pay import create_app
-from dispatch_pay.payments.stripe_gateway import webhook_secrets
+from dispatch_pay.payments.gateway import WEBHOOKS_KEY
+from dispatch_pay.payments.stripe_gateway import StripeWebhooks, webhook_secrets
 from models import db
 from models.base import build_engine
 from tests.conftest import test_config as app_config
@@ -105,12 +106,10 @@ def test_webhook_secret_list_parsing() -> None:
 
 
 @pytest.fixture()
-def rotating_secret(app: Flask) -> Iterator[None]:
-    app.config["STRIPE_WEBHOOK_SECRET"] = "whsec_new_one, whsec_old_one"
-    try:
-        yield
-    finally:
-        app.config["STRIPE_WEBHOOK_SECRET"] = None
+def rotating_secret(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    webhooks = StripeWebhooks("whsec_new_one, whsec_old_one")
+    monkeypatch.setitem(app.extensions, WEBHOOKS_KEY, webhooks)
+    yield
 
 
 def test_webhook_accepts_both_secrets_during_rotation(
