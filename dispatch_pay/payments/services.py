@@ -255,10 +255,6 @@ def _is_row_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
 
 
-def is_ours(intent: Intent) -> bool:
-    return our_intent(intent) is not None
-
-
 def topup_for_intent(ours: OurIntent) -> TopUp:
     """Our row for this PaymentIntent: by its id, else by the id in its metadata, else new.
 

@@ -160,7 +160,7 @@ def create_topup() -> ResponseReturnValue:
             payments.record_failure(failure)
             db.session.commit()  # a decline is a fact worth keeping though the request fails
             raise failure.error from failure
-        topup = crediting.apply_intent(intent)
+        topup = crediting.apply_intent(intent) or topup
     return jsonify(TopUpCreatedSchema().dump({"topup": topup})), 201
 
 
@@ -185,7 +185,7 @@ def get_topup(topup_id: str) -> Response:
         except (PaymentProviderUnavailable, PaymentRequestRejected):
             intent = None  # the stored state is still a valid answer
         if intent is not None:
-            topup = crediting.apply_intent(intent)
+            topup = crediting.apply_intent(intent) or topup
     purchased = None
     if topup.buy_article_id is not None:
         purchased = wallet_services.active_purchase(user.id, topup.buy_article_id) is not None

@@ -25,15 +25,18 @@ from models import ENTRY_TOPUP, Article, TopUp, TopUpStatus, db, utcnow
 log = logging.getLogger(__name__)
 
 
-def apply_intent(intent: Intent) -> TopUp:
-    """Bring our top-up up to date with a PaymentIntent; credit it if it succeeded."""
+def apply_intent(intent: Intent) -> TopUp | None:
+    """Bring our top-up up to date with a PaymentIntent; credit it if it succeeded.
+
+    None (and nothing written) when the PaymentIntent is not one of ours.
+    """
     ours = payments.our_intent(intent)
     if ours is None:
-        raise DomainError("not_found", "No such top-up.", status=404)
+        return None
     locked_wallet(ours.reader.id, intent.currency)
     topup = payments.update_topup(ours)
     if intent.status == TopUpStatus.SUCCEEDED:
-        _credit(ours)
+        credit_ours(ours)
     return topup
 
 
@@ -45,10 +48,11 @@ def credit_intent(intent: Intent) -> bool:
     if intent.status != TopUpStatus.SUCCEEDED:
         return False
     ours = payments.our_intent(intent)
-    return ours is not None and _credit(ours)
+    return ours is not None and credit_ours(ours)
 
 
-def _credit(ours: payments.OurIntent) -> bool:
+def credit_ours(ours: payments.OurIntent) -> bool:
+    """Credit a PaymentIntent `payments.our_intent` recognised; True only the first time."""
     intent = ours.intent
     wallet = locked_wallet(ours.reader.id, intent.currency)
     topup = payments.topup_for_intent(ours)
@@ -61,12 +65,12 @@ def _credit(ours: payments.OurIntent) -> bool:
     topup.failure_code = None
     if intent.fee is not None:
         record_fee(topup.id, intent.fee)
-    _buy_on_credit(topup, ours)
+    _buy_oncredit_ours(topup, ours)
     db.session.flush()
     return True
 
 
-def _buy_on_credit(topup: TopUp, ours: payments.OurIntent) -> None:
+def _buy_oncredit_ours(topup: TopUp, ours: payments.OurIntent) -> None:
     """Complete the purchase that this top-up was made for, if the money now covers it."""
     article: Article | None = None
     if topup.buy_article_id is not None:
@@ -95,7 +99,7 @@ def reconcile(gateway_: PaymentGateway, lookback: timedelta = timedelta(days=3))
         ours = payments.our_intent(intent)
         if ours is None or intent.status != TopUpStatus.SUCCEEDED:
             continue
-        if _credit(ours):
+        if credit_ours(ours):
             report.append(
                 f"credited {intent.id}: {format_money(intent.amount, intent.currency)} "
                 f"to reader {ours.reader.id}"

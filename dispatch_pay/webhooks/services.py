@@ -27,7 +27,7 @@ from dispatch_pay.payments.gateway import (
     PaymentRequestRejected,
     webhook_events,
 )
-from dispatch_pay.wallet.crediting import apply_intent, credit_intent
+from dispatch_pay.wallet.crediting import apply_intent, credit_ours
 from dispatch_pay.wallet.disputes import close_dispute, open_dispute, record_card_refund
 from models import TopUp, TopUpStatus, WebhookEvent, db
 
@@ -114,15 +114,17 @@ def _apply(handler: Handler, event: Event, behind: Behind | None) -> str:
 
 
 def _payment_intent_succeeded(intent: Intent, _behind: Behind | None) -> str:
-    if not payments.is_ours(intent):
+    ours = payments.our_intent(intent)
+    if ours is None:
         return "ignored"
-    return "credited" if credit_intent(intent) else "already_credited"
+    credited = intent.status == TopUpStatus.SUCCEEDED and credit_ours(ours)
+    return "credited" if credited else "already_credited"
 
 
 def _payment_intent_failed(intent: Intent, _behind: Behind | None) -> str:
-    if not payments.is_ours(intent):
-        return "ignored"
     topup = apply_intent(intent)
+    if topup is None:
+        return "ignored"
     payments.mark_failed(topup, intent.failure_code)
     return "marked_failed"
 
@@ -135,9 +137,11 @@ def _topup_for_charge(charge: Charge, behind: Behind | None) -> TopUp | None:
     if charge.payment_intent_id is None:
         return None
     intent = behind.intent if behind is not None else _intent_from_charge(charge)
-    if intent is None or not payments.is_ours(intent):
+    ours = payments.our_intent(intent) if intent is not None else None
+    if ours is None:
         return None
-    credit_intent(intent)  # a refund or dispute may arrive before payment_intent.succeeded
+    if ours.intent.status == TopUpStatus.SUCCEEDED:
+        credit_ours(ours)  # a refund or dispute may arrive before payment_intent.succeeded
     return payments.find_topup(charge.payment_intent_id)
 
 
