@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.live_support import LiveSite, running_site
+from tests.support.live import LiveSite, running_site
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from dispatch_pay.urls import local_path
-from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD, make_user
+from tests.support.factories import PASSWORD, make_user
+from tests.support.web import csrf_token_from
 
 HOSTILE = [
     "/\r\nSet-Cookie: x=1",

@@ -24,7 +24,7 @@ from dispatch_pay.catalog import public_cache
 from dispatch_pay.catalog.public_cache import PUBLIC_KEY, AnonymousPageCache
 from tests.conftest import IsolatedClient
 from tests.conftest import test_config as app_config
-from tests.factories import make_article
+from tests.support.factories import make_article
 
 BUDGET = 1024 * 1024
 FLOOD = 20_000

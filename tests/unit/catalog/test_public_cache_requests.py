@@ -20,7 +20,7 @@ from werkzeug.test import TestResponse
 from dispatch_pay import create_app
 from tests.conftest import IsolatedClient
 from tests.conftest import test_config as app_config
-from tests.factories import make_article
+from tests.support.factories import make_article
 
 # Date is the server's (gunicorn adds it to every answer); a stored one would be stale.
 PER_REQUEST = ("X-Request-ID", "X-Dispatch-Cache", "Date")

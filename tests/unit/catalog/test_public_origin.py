@@ -23,7 +23,7 @@ from dispatch_pay import create_app
 from dispatch_pay.config import ConfigurationError
 from tests.conftest import IsolatedClient
 from tests.conftest import test_config as app_config
-from tests.factories import make_article
+from tests.support.factories import make_article
 
 PUBLIC = "https://news.example"
 EVIL = "evil.example"
