@@ -94,6 +94,8 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "API_PAGE_SIZE": 20,
         "SITE_NAME": "Dispatch",
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+        # Memory each process may spend on cached anonymous pages (keys, headers, bodies).
+        "PUBLIC_CACHE_MAX_BYTES": int(os.environ.get("PUBLIC_CACHE_MAX_BYTES") or 64 * 1024 * 1024),
     }
     config.update(overrides)
     config["PUBLIC_BASE_URL"] = normalise_public_base_url(config["PUBLIC_BASE_URL"])
