@@ -389,9 +389,20 @@ def _effective_origin(environ: WSGIEnvironment) -> str:
     return f"{scheme}://{get_host(scheme, environ.get('HTTP_HOST'), server)}"
 
 
+def _canonical_number(value: str) -> str:
+    """A number as the view's schema reads it (`01`, ` 1`, `+1`, a full-width one: all
+    `1`), so spellings of one page share an entry; anything else as it came."""
+    if len(value) > 32:
+        return value
+    try:
+        return str(int(value))
+    except ValueError:
+        return value
+
+
 def _view_query(environ: WSGIEnvironment) -> str:
     """The query string cut down to the parameters the view reads: the first value of
-    each, a plain number written canonically (`page=01` is `page=1`)."""
+    each, numbers written canonically (`page=01` is `page=1`)."""
     wanted = QUERY_PARAMETERS.get(environ.get("PATH_INFO", ""), ())
     raw = environ.get("QUERY_STRING", "")
     if not wanted or not raw:
@@ -405,9 +416,7 @@ def _view_query(environ: WSGIEnvironment) -> str:
         value = args.get(name)
         if value is None:
             continue
-        if value.isascii() and value.isdigit() and len(value) <= 12:
-            value = str(int(value))
-        kept.append((name, value))
+        kept.append((name, _canonical_number(value)))
     return urlencode(kept)
 
 

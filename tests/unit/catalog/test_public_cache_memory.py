@@ -65,6 +65,8 @@ def small(small_app: Flask, db_connection: Any) -> Iterator[FlaskClient]:
         ("/api/v1/articles?page=1", "/api/v1/articles?page=01&x=" + NOISE),
         ("/api/v1/articles?per_page=5&page=2", "/api/v1/articles?page=2&per_page=5&page=9"),
         ("/?page=2", "/?page=0002&ref=twitter"),
+        ("/?page=1", "/?page=%EF%BC%91"),  # a full-width digit one, as int() reads it
+        ("/?page=3", "/?page=+3"),
         ("/feed.xml", "/feed.xml?" + NOISE),
         ("/sitemap.xml", "/sitemap.xml?a=1&b=2"),
         ("/verification", "/verification?q=" + NOISE),
