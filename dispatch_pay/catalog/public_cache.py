@@ -110,7 +110,8 @@ def mark_public() -> None:
     """Called by a view whose answer holds nothing specific to the (anonymous) caller.
 
     Kept in the WSGI environ rather than on `g`, which lives as long as the app context
-    and so can outlive one request.
+    and so can outlive one request. A public view that reads a query parameter must list
+    it in QUERY_PARAMETERS: anonymous requests reach the view without any other.
     """
     request.environ[PUBLIC_MARK] = True
 
