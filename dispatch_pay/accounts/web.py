@@ -17,8 +17,6 @@ from dispatch_pay.urls import local_path
 bp = Blueprint("accounts", __name__)
 
 
-
-
 @bp.route("/signup", methods=["GET", "POST"])
 @signup_limit
 def signup() -> Response | str | tuple[str, int]:
