@@ -1,7 +1,7 @@
 """signed verification manifests, their signing keys, and withdrawn articles
 
 Revision ID: 0009_signed_manifests
-Revises: 0007
+Revises: 0008_status_enums
 Create Date: 2026-12-02 03:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision = "0009_signed_manifests"
-down_revision = "0007"
+down_revision = "0008_status_enums"
 branch_labels = None
 depends_on = None
 
