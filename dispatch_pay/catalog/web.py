@@ -143,7 +143,7 @@ def library_page() -> str:
 def verification_page() -> str:
     if _viewer() is None:
         mark_public()
-    site = url_for("catalog.front_page", _external=True)
+    site = absolute_url("catalog.front_page")
     return render_template("verification.html", snippet=check_program(site))
 
 
