@@ -150,6 +150,7 @@ MATRIX: list[Row] = [
     Row("GET /sitemap.xml", (200, 200, 200, 200)),
     Row("GET /healthz", (200, 200, 200, 200)),
     Row("GET /static/{filename}", (200, 200, 200, 200)),
+    Row("GET /favicon.ico", (200, 200, 200, 200)),
     Row("GET /api/openapi.json", (200, 200, 200, 200)),
     Row("GET /api/docs", (200, 200, 200, 200)),
     Row("GET /signup", (200, 200, 200, 200)),

@@ -29,7 +29,7 @@ from dispatch_pay.payments.gateway import (
     PaymentRequestRejected,
 )
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
-from dispatch_pay.wallet.services import TOPUP_MAXIMUM, purchase_article, topup_minimum
+from dispatch_pay.wallet.services import purchase_article, validate_topup_amount
 from models import ENTRY_TOPUP, Article, TopUp, User, db, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,19 +63,6 @@ def provider_unavailable() -> DomainError:
     )
 
 
-def _validate_amount(amount: int, currency: str) -> None:
-    minimum = topup_minimum(currency)
-    if amount < minimum or amount > TOPUP_MAXIMUM:
-        raise invalid_fields(
-            {
-                "amount": [
-                    f"A top-up is between {format_money(minimum, currency)} and "
-                    f"{format_money(TOPUP_MAXIMUM, currency)}."
-                ]
-            }
-        )
-
-
 def _article_to_buy(slug: str | None, currency: str) -> Article | None:
     if slug is None:
         return None
@@ -102,7 +89,7 @@ def prepare_topup(
 ) -> tuple[TopUp, bool]:
     """Validate and record the top-up; (top-up, True) when Stripe must still be asked."""
     gateway()  # 503 before anything is recorded when Stripe is not configured
-    _validate_amount(amount, currency)
+    validate_topup_amount(amount, currency)
     article = _article_to_buy(buy, currency)
     fingerprint = _fingerprint(amount, currency, payment_method, buy)
     if idempotency_key is not None:

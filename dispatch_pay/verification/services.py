@@ -68,7 +68,8 @@ def publishable_revision(article: Article) -> ArticleRevision:
     if blocked:
         raise DomainError(
             "contradicted_claims",
-            f"{len(blocked)} claim(s) contradicted by their sources; fix them before publishing.",
+            f"{len(blocked)} {'claim is' if len(blocked) == 1 else 'claims are'} contradicted "
+            "by their sources; fix them before publishing.",
             status=409,
             extra={"claims": blocked},
         )

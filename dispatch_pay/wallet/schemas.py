@@ -4,7 +4,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from dispatch_pay.money import CURRENCIES, MoneySchema
+from dispatch_pay.money import CURRENCIES, MajorUnits, MoneySchema
 from dispatch_pay.wallet.services import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, Wallet
 
@@ -136,3 +136,13 @@ class TopUpSchema(Schema):
             return None
         article = db.session.get(Article, topup.buy_article_id)
         return article.slug if article else None
+
+
+class TopUpAmountFormSchema(Schema):
+    """The wallet page's "Other amount" field, typed in major units ("7.50")."""
+
+    amount = MajorUnits(
+        required=True,
+        data_key="other",
+        error_messages={"invalid": "Enter an amount like 7.50."},
+    )

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from dispatch_pay.catalog.gate import Access, read_access
-from dispatch_pay.errors import DomainError
-from dispatch_pay.money import CURRENCIES
+from dispatch_pay.errors import DomainError, invalid_fields
+from dispatch_pay.money import CURRENCIES, format_money
 from dispatch_pay.wallet.ledger import lock_wallet, locked_wallet, post_entry
 from models import (
     ENTRY_PURCHASE,
@@ -35,6 +35,18 @@ READER_REFUND_PERIOD = timedelta(days=30)
 
 def topup_minimum(currency: str) -> int:
     return int(CURRENCIES[currency]["stripe_minimum"])
+
+
+def topup_range_message(currency: str) -> str:
+    """What a refused top-up amount is told, on the wallet page and in the API alike."""
+    low = format_money(topup_minimum(currency), currency)
+    return f"A top-up is between {low} and {format_money(TOPUP_MAXIMUM, currency)}."
+
+
+def validate_topup_amount(amount: int, currency: str) -> None:
+    """Stripe's minimum charge for the currency up to TOPUP_MAXIMUM, or a 422 on `amount`."""
+    if amount < topup_minimum(currency) or amount > TOPUP_MAXIMUM:
+        raise invalid_fields({"amount": [topup_range_message(currency)]})
 
 
 def topup_offer(currency: str, shortfall: int = 0) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from marshmallow import ValidationError
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -12,7 +13,7 @@ from dispatch_pay.errors import DomainError
 from dispatch_pay.money import CURRENCIES, format_money
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
-from dispatch_pay.wallet.schemas import wallet_view
+from dispatch_pay.wallet.schemas import TopUpAmountFormSchema, wallet_view
 from models import Article, TopUp, db
 
 bp = Blueprint("wallet", __name__)
@@ -32,7 +33,7 @@ def _payments_in_templates() -> dict[str, bool]:
 
 @bp.get("/wallet")
 @login_required
-def wallet_page() -> str:
+def wallet_page() -> tuple[str, int]:
     currency = request.args.get("currency", "usd")
     if currency not in CURRENCIES:
         currency = "usd"
@@ -57,18 +58,47 @@ def wallet_page() -> str:
     amount = request.args.get("amount", type=int)
     presets = [p["amount"] for p in offer["presets"]]
     selected = amount if amount in presets else (500 if 500 in presets else presets[0])
+    other, amount_error = _other_amount(request.args.get("other", ""), currency)
     gateway = current_app.extensions.get("payment_gateway")
-    return render_template(
+    html = render_template(
         "wallet.html",
         wallet=view,
         currency=currency,
         presets=presets,
-        selected=selected,
+        selected=other or selected,
+        other=request.args.get("other", "") if other or amount_error else "",
+        amount_error=amount_error,
+        range_message=wallet_services.topup_range_message(currency),
+        minimum=wallet_services.topup_minimum(currency),
+        maximum=wallet_services.TOPUP_MAXIMUM,
         buy=buy,
         payments_enabled=card_payments_enabled(),
         publishable_key=gateway.publishable_key() if gateway else None,
         stripe_js_url=gateway.js_url() if gateway else None,
     )
+    return (html, 422) if amount_error else (html, 200)
+
+
+def _other_amount(text: str, currency: str) -> tuple[int | None, str | None]:
+    """The "Other amount" field, checked as the top-up API checks it: (amount, error)."""
+    if not text.strip():
+        return None, None
+    try:
+        amount: int = TopUpAmountFormSchema().load({"other": text})["amount"]
+        wallet_services.validate_topup_amount(amount, currency)
+    except ValidationError as exc:
+        return None, " ".join(str(m) for m in _messages(exc.messages))
+    except DomainError as exc:
+        return None, " ".join(exc.fields.get("amount", [exc.message]))
+    return amount, None
+
+
+def _messages(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [m for v in value.values() for m in _messages(v)]
+    if isinstance(value, list):
+        return [m for v in value for m in _messages(v)]
+    return [value]
 
 
 @bp.post("/articles/<slug>/buy")
