@@ -293,7 +293,7 @@ def test_publishing_is_blocked_until_a_clean_current_report_exists(client: Flask
     refused = client.post(f"/publisher/articles/{slug}/publish", data={"csrf_token": token})
     assert refused.status_code == 302
     page = html(client.get(f"/publisher/articles/{slug}"))
-    assert "1 claim is contradicted by their sources" in page
+    assert "1 claim is contradicted by its sources" in page
     blocked = page.split('id="blocked"')[1].split("</ul>")[0]
     assert "Claim number 2 is contradicted." in blocked
     assert "Claim number 1 is supported." not in blocked

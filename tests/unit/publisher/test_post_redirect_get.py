@@ -18,7 +18,7 @@ def test_a_refused_publish_redirects_to_the_article_with_the_reason(client: Flas
     assert refused.headers["Location"] == f"/publisher/articles/{article.slug}#publishing"
     page = client.get(refused.headers["Location"]).get_data(as_text=True)
     assert "Publishing refused:" in page
-    assert "1 claim is contradicted by their sources" in page
+    assert "1 claim is contradicted by its sources" in page
     assert "claim(s)" not in page
     assert db.session.get(Article, article.id).status == "draft"  # type: ignore[union-attr]
     # Flashed once: a reload of the article page is a plain page again.
