@@ -72,6 +72,6 @@ class MajorUnits(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         text = str(value).strip().lstrip("$€£").strip()
-        if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", text):
+        if not re.fullmatch(r"[0-9]{1,7}(\.[0-9]{1,2})?", text):  # ASCII digits only
             raise self.make_error("invalid")
         return int(Decimal(text) * 100)

@@ -193,7 +193,26 @@ def article(slug: str) -> Page:
 REFUSALS = ["report_errors", "price_errors", "publish_error"]
 
 
+FLASHED_MESSAGES, FLASHED_CHARS = 10, 300
+
+
 def _refused(article: Article, category: str, detail: Any, anchor: str) -> BaseResponse:
+    """Flash the refusal and redirect to the article's page, at the form that was refused.
+
+    The flash travels in the session cookie: a report with thousands of faults is cut to
+    its first few messages, so the cookie stays far below the 4 KB browsers keep.
+    """
+    if isinstance(detail, dict):
+        items = [(k, m[:FLASHED_CHARS]) for k, v in sorted(detail.items()) for m in _flat(v)]
+        detail = {}
+        for key, message in items[:FLASHED_MESSAGES]:
+            detail.setdefault(key, []).append(message)
+        if len(items) > FLASHED_MESSAGES:
+            detail.setdefault("_schema", []).append(
+                f"{len(items) - FLASHED_MESSAGES} more problems are not listed here."
+            )
+    else:
+        detail = str(detail)[:FLASHED_CHARS]
     flash(detail, category)
     return redirect(url_for(".article", slug=article.slug, _anchor=anchor))
 

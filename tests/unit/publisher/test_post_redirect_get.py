@@ -3,6 +3,8 @@ the browser never stays on a POST-only URL that a reload would submit again (iss
 
 from __future__ import annotations
 
+import json
+
 from flask.testing import FlaskClient
 
 from models import Article, db
@@ -60,3 +62,27 @@ def test_sales_wording_has_no_parenthesised_plurals(client: FlaskClient) -> None
     log_in(client, make_user(role="publisher"))
     page = client.get("/publisher/sales").get_data(as_text=True)
     assert "(s)" not in page
+
+
+def test_a_report_with_thousands_of_faults_does_not_overflow_the_session_cookie(
+    client: FlaskClient,
+) -> None:
+    """The refusal is flashed in the cookie: cut short, or the browser drops the session."""
+    article = make_article(published=False)
+    token = log_in(client, make_user(role="publisher"))
+    report = {
+        "verifier": "desk",
+        "checked_at": "2026-11-20T10:00:00Z",
+        "claims": [{"claim": "x" * 50, "verdict": f"maybe-{i}", "sources": []} for i in range(400)],
+    }
+    response = client.post(
+        f"/publisher/articles/{article.slug}/verification",
+        data={"report_json": json.dumps(report), "csrf_token": token},
+    )
+    assert response.status_code == 302
+    cookie = response.headers.get("Set-Cookie", "")
+    assert 0 < len(cookie) < 3000, len(cookie)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "The report was not attached" in page and "more problems are not listed here" in page
+    # Still logged in: the dashboard answers, not the login page.
+    assert client.get("/publisher").status_code == 200

@@ -65,3 +65,16 @@ def test_a_valid_amount_is_chosen_and_the_button_says_it(stripe_client: FlaskCli
     assert "Pay $7.50" in page and 'value="7.50"' in page
     assert "checked" not in page.split('class="presets"')[1].split("</div>")[0]
     assert amount_error(page) == ""
+
+
+def test_odd_input_is_refused_without_a_server_error(stripe_client: FlaskClient) -> None:
+    log_in(stripe_client, make_user())
+    for text in ["-1", "NaN", "1e3", "0.505", "１０", "7.5.0", "$ ", "9" * 40]:
+        response = stripe_client.get("/wallet", query_string={"other": text})
+        assert response.status_code == 422, text
+        assert amount_error(response.get_data(as_text=True)), text
+    # A NUL byte is refused before any page runs (the app's input guard), also a 422.
+    assert stripe_client.get("/wallet", query_string={"other": "1\x00"}).status_code == 422
+    # "$7.50" as people type it is fine; so is a blank field (the preset counts).
+    assert stripe_client.get("/wallet", query_string={"other": "$7.50"}).status_code == 200
+    assert stripe_client.get("/wallet", query_string={"other": "  "}).status_code == 200
