@@ -87,18 +87,10 @@ def _other_amount(text: str, currency: str) -> tuple[int | None, str | None]:
         amount: int = TopUpAmountFormSchema().load({"other": text})["amount"]
         wallet_services.validate_topup_amount(amount, currency)
     except ValidationError as exc:
-        return None, " ".join(str(m) for m in _messages(exc.messages))
+        return None, " ".join(str(m) for m in exc.messages_dict.get("other", []))
     except DomainError as exc:
         return None, " ".join(exc.fields.get("amount", [exc.message]))
     return amount, None
-
-
-def _messages(value: object) -> list[object]:
-    if isinstance(value, dict):
-        return [m for v in value.values() for m in _messages(v)]
-    if isinstance(value, list):
-        return [m for v in value for m in _messages(v)]
-    return [value]
 
 
 @bp.post("/articles/<slug>/buy")
