@@ -33,7 +33,6 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 
 
-
 def looks_like_test_database(url: str) -> bool:
     """The suite empties its database: only a name starting or ending in "test" will do."""
     name = (make_url(url).database or "").rsplit("/", 1)[-1].lower()

@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import looks_like_test_database
-from tests.factories import make_article
+from tests.support.factories import make_article
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,8 +8,8 @@ import json
 from flask.testing import FlaskClient
 
 from models import Article, db
-from tests.factories import make_article, make_user
-from tests.publisher_support import log_in
+from tests.support.factories import make_article, make_user
+from tests.support.web import log_in
 
 
 def test_a_refused_publish_redirects_to_the_article_with_the_reason(client: FlaskClient) -> None:

@@ -6,8 +6,8 @@ import re
 
 from flask.testing import FlaskClient
 
-from tests.factories import bearer, make_token, make_user
-from tests.publisher_support import log_in
+from tests.support.factories import bearer, make_token, make_user
+from tests.support.web import log_in
 
 RANGE = "A top-up is between $0.50 and $100.00."
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests import live_support
-from tests.live_support import SCREENSHOTS, LiveSite, fill_card, needs_chromium, sign_up
+from tests.support import live as live_support
+from tests.support.live import SCREENSHOTS, LiveSite, fill_card, needs_chromium, sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, needs_chromium]
 browser = live_support.browser
