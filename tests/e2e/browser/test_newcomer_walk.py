@@ -196,6 +196,7 @@ def test_publisher_pages(context: Any, live_site: LiveSite, width: int, sold: st
     page.fill("#token-name", f"pipeline {width}")
     page.get_by_role("button", name="Create token").click()
     expect(page.locator('.pub-nav a[aria-current="page"]')).to_have_text("API tokens")
+    page.wait_for_load_state("load")  # the stylesheets too, before reading computed styles
     secret = page.locator("#token-secret").input_value()
     assert secret.startswith("dp_")
     room = page.evaluate(
@@ -215,6 +216,8 @@ def test_publisher_pages(context: Any, live_site: LiveSite, width: int, sold: st
     page.fill("#teaser", "A teaser.")
     page.fill("#body", "Some *body* text.")
     page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-body")).to_be_visible()
+    page.wait_for_load_state("load")
     preview_face = page.evaluate(
         "getComputedStyle(document.getElementById('preview-body')).fontFamily"
     )
