@@ -133,7 +133,12 @@ def publishable_revision(article: Article) -> ArticleRevision:
     if blocked:
         raise DomainError(
             "contradicted_claims",
-            f"{len(blocked)} claim(s) contradicted by their sources; fix them before publishing.",
+            (
+                "1 claim is contradicted by its sources; fix it before publishing."
+                if len(blocked) == 1
+                else f"{len(blocked)} claims are contradicted by their sources; "
+                "fix them before publishing."
+            ),
             status=409,
             extra={"claims": blocked},
         )
