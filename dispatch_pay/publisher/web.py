@@ -40,9 +40,10 @@ from dispatch_pay.publisher.schemas import (
     SalesQuerySchema,
     TokenFormSchema,
 )
+from dispatch_pay.verification.manifests import manifest_chain, manifest_document
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report, summary_line
 from dispatch_pay.verification.services import attach_report, verification_state
-from models import Article, User
+from models import STATUS_WITHDRAWN, Article, User
 
 bp = Blueprint("publisher", __name__, url_prefix="/publisher")
 
@@ -233,6 +234,22 @@ def _article_page(
         currencies=sorted(CURRENCIES),
         report_errors=report_errors or {},
         price_errors=price_errors or {},
+        manifests=manifest_chain(article),
+    )
+
+
+@bp.get("/articles/<slug>/manifests/<int:sequence>.json")
+def download_manifest(slug: str, sequence: int) -> Response:
+    """One signed manifest of the chain, as the file anyone can check."""
+    article = find_article(slug)
+    manifest = next((m for m in manifest_chain(article) if m.sequence == sequence), None)
+    if manifest is None:
+        raise DomainError("not_found", "No such manifest.", status=404)
+    name = f"{article.slug}-manifest-{sequence}.json"
+    return Response(
+        json.dumps(manifest_document(manifest), indent=2, sort_keys=True),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -301,7 +318,13 @@ def attach_verification(slug: str) -> Page:
         attach_report(article, data)
     except DomainError as exc:
         return _refused(article, "report_errors", {"report": [exc.message]}, ANCHOR)
-    flash("Report attached to the current text.")
+    if article.status == STATUS_WITHDRAWN:
+        flash(
+            "Report attached. It finds a contradicted claim in the live text: the article "
+            "is off sale until a corrected text is checked and published."
+        )
+    else:
+        flash("Report attached to the current text.")
     return redirect(url_for(".article", slug=article.slug))
 
 
