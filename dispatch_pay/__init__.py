@@ -86,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay import ops
     from dispatch_pay.accounts import api as accounts_api
     from dispatch_pay.accounts import web as accounts_web
+    from dispatch_pay.agents import api as agents_api
     from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
@@ -103,6 +104,7 @@ def register_blueprints(app: Flask) -> None:
         publisher_web,
         webhooks_web,
         accounts_api,
+        agents_api,
         catalog_api,
         publisher_api,
         wallet_api,

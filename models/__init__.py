@@ -1,6 +1,6 @@
 """SQLAlchemy models and the `db` object. Nothing here imports dispatch_pay."""
 
-from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, User
+from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, TokenKind, User
 from models.base import Base, Database, db, utcnow
 from models.catalog import (
     CATALOG_STATE_ID,
@@ -59,6 +59,7 @@ __all__ = [
     "PriceChange",
     "PublicationSettings",
     "Purchase",
+    "TokenKind",
     "TopUp",
     "User",
     "VerificationReport",

@@ -11,7 +11,12 @@ from marshmallow import Schema, fields
 
 from dispatch_pay.accounts.schemas import ReaderSchema, TokenSchema
 from dispatch_pay.api.openapi import ErrorSchema
-from dispatch_pay.catalog.schemas import LibraryItemSchema, LockedArticleSchema, OfferSchema
+from dispatch_pay.catalog.schemas import (
+    FullArticleSchema,
+    LibraryItemSchema,
+    LockedArticleSchema,
+    OfferSchema,
+)
 from dispatch_pay.money import MoneySchema
 from dispatch_pay.publisher.schemas import ArticleAdminSchema, RevisionSchema
 from dispatch_pay.verification.schemas import ClaimOutSchema, ReportSchema
@@ -66,6 +71,10 @@ class InsufficientFundsSchema(ErrorSchema):
 class PurchaseResultSchema(Schema):
     purchase = fields.Nested(PurchaseSchema, required=True)
     wallet = fields.Nested(BalanceSchema, required=True)
+    article = fields.Nested(
+        FullArticleSchema,
+        metadata={"description": "with `?include=article`: the full article as GET answers it"},
+    )
 
 
 class PurchaseListSchema(Schema):

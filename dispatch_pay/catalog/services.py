@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
+from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.offers import payment_required_error
 from dispatch_pay.errors import not_found
 from models import STATUS_PUBLISHED, Article, ArticleRevision, Entitlement, User, db
 
@@ -55,6 +57,17 @@ def find_article(slug: str) -> Article:
     )
     if article is None:
         raise not_found("article")
+    return article
+
+
+def article_for_reader(user: User | None, slug: str) -> Article:
+    """The article in full through the read gate: 404 if hidden, a 402 offer if not owned."""
+    article = find_article(slug)
+    access = read_access(user, article)
+    if access is Access.HIDDEN:
+        raise not_found("article")
+    if access is Access.TEASER:
+        raise payment_required_error(article)
     return article
 
 

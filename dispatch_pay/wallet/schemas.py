@@ -31,6 +31,30 @@ class TopUpRequestSchema(Schema):
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
 
 
+class ExpectedPriceSchema(MoneySchema):
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=2**31 - 1, error="Must be at least {min}."),
+    )
+
+
+class PurchaseRequestSchema(Schema):
+    expected_price = fields.Nested(
+        ExpectedPriceSchema,
+        load_default=None,
+        metadata={"description": "the price the buyer was shown; 409 `price_changed` if moved"},
+    )
+
+
+class PurchaseQuerySchema(Schema):
+    include = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["article"]),
+        metadata={"description": "`article`: answer the full article too (buy and read)"},
+    )
+
+
 class IdempotencyHeaderSchema(Schema):
     """The optional Idempotency-Key header of a top-up (surrounding spaces ignored)."""
 
