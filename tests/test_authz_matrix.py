@@ -175,6 +175,8 @@ MATRIX: list[Row] = [
     Row("GET /verification", (200, 200, 200, 200)),
     Row("GET /feed.xml", (200, 200, 200, 200)),
     Row("GET /sitemap.xml", (200, 200, 200, 200)),
+    Row("GET /llms.txt", (200, 200, 200, 200)),
+    Row("GET /robots.txt", (200, 200, 200, 200)),
     Row("GET /healthz", (200, 200, 200, 200)),
     Row("GET /static/{filename}", (200, 200, 200, 200)),
     Row("GET /api/openapi.json", (200, 200, 200, 200)),

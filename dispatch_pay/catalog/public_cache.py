@@ -41,7 +41,17 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # Paths whose anonymous answers may be public; the views still decide per response.
-PUBLIC_PATHS = frozenset({"/", "/feed.xml", "/sitemap.xml", "/verification", "/api/v1/articles"})
+PUBLIC_PATHS = frozenset(
+    {
+        "/",
+        "/feed.xml",
+        "/sitemap.xml",
+        "/llms.txt",
+        "/robots.txt",
+        "/verification",
+        "/api/v1/articles",
+    }
+)
 PUBLIC_PREFIXES = ("/articles/", "/api/v1/articles/")
 CACHEABLE_STATUSES = frozenset({200, 402})
 VERSION_KEY = "dispatch_pay.catalog_version"
