@@ -87,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.accounts import api as accounts_api
     from dispatch_pay.accounts import web as accounts_web
     from dispatch_pay.agents import api as agents_api
+    from dispatch_pay.agents import web as agents_web
     from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
@@ -101,6 +102,7 @@ def register_blueprints(app: Flask) -> None:
         accounts_web,
         catalog_web,
         wallet_web,
+        agents_web,
         publisher_web,
         webhooks_web,
         accounts_api,

@@ -166,6 +166,10 @@ def agent_budget(_actor: str, _world: World) -> dict[str, Any]:
     }
 
 
+def agent_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"name": "research agent", "max_price": "1.00", "daily_limit": "5.00"}
+
+
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
 
 MATRIX: list[Row] = [
@@ -193,6 +197,14 @@ MATRIX: list[Row] = [
     # Someone else's (or an unknown) payment: the same neutral redirect to one's own wallet.
     Row("GET /wallet/topups/{payment_intent_id}/done", (LOGIN, 302, 302, 302), values=TOPUP_RESULT),
     Row("POST /articles/{slug}/buy", (LOGIN, 302, 302, 302), form=nothing, values=FOR_SALE),
+    # A reader's agents, managed on the wallet page.
+    Row("POST /wallet/agent-tokens", (LOGIN, 201, 201, 403), form=agent_form),
+    Row(
+        "POST /wallet/agent-tokens/{token_id}/revoke",
+        (LOGIN, 302, 404, 404),
+        form=nothing,
+        values={"token_id": "agent_token_id"},
+    ),
     # Stripe authenticates by signature, nobody by session or token.
     Row("POST /webhooks/stripe", (400, 400, 400, 400), json=nothing, stripe=True),
     # Accounts API.

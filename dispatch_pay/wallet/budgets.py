@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -93,3 +94,23 @@ def budget_view(token: ApiToken, spent: int) -> dict[str, object]:
         "daily_limit": {"amount": token.daily_limit_amount, "currency": currency},
         "spent_today": {"amount": spent, "currency": currency},
     }
+
+
+@dataclass(frozen=True)
+class AgentPurchase:
+    purchase: Purchase
+    article: Article
+    agent_name: str
+
+
+def agent_purchases(user_id: int, limit: int = 50) -> list[AgentPurchase]:
+    """What the reader's agents bought, newest first (for the wallet page)."""
+    rows = db.session.execute(
+        select(Purchase, Article, ApiToken.name)
+        .join(Article, Article.id == Purchase.article_id)
+        .join(ApiToken, ApiToken.id == Purchase.agent_token_id)
+        .where(Purchase.user_id == user_id)
+        .order_by(Purchase.id.desc())
+        .limit(limit)
+    ).all()
+    return [AgentPurchase(purchase, article, name) for purchase, article, name in rows]
