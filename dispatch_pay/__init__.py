@@ -38,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_template_helpers(app)
     register_commands(app)
     register_public_cache(app)
+    register_mcp(app)
     return app
 
 
@@ -113,6 +114,13 @@ def register_blueprints(app: Flask) -> None:
         openapi,
     ):
         app.register_blueprint(module.bp)
+
+
+def register_mcp(app: Flask) -> None:
+    """/mcp: the MCP server for agents, on the same host and port (outermost WSGI layer)."""
+    from dispatch_pay.agents.mcp_http import mount_mcp
+
+    mount_mcp(app)
 
 
 def register_input_guards(app: Flask) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from dispatch_pay.catalog.gate import Access, read_access
@@ -44,6 +44,34 @@ def all_published() -> list[Article]:
             select(Article)
             .where(Article.status == STATUS_PUBLISHED)
             .order_by(Article.published_at.desc(), Article.id.desc())
+        )
+    )
+
+
+def search_published(
+    query: str, max_price: tuple[int, str] | None = None, limit: int = 10
+) -> list[Article]:
+    """Published articles whose title or teaser holds `query`, at most `max_price` (and in
+    its currency), newest first."""
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    statement = select(Article).where(Article.status == STATUS_PUBLISHED)
+    if query.strip():
+        statement = statement.where(
+            or_(
+                Article.title.ilike(pattern, escape="\\"),
+                Article.teaser.ilike(pattern, escape="\\"),
+            )
+        )
+    if max_price is not None:
+        amount, currency = max_price
+        statement = statement.where(
+            Article.price_amount <= amount, Article.price_currency == currency
+        )
+    return list(
+        db.session.scalars(
+            statement.order_by(Article.published_at.desc(), Article.id.desc())
+            .limit(limit)
+            .options(*_with_live_report())
         )
     )
 
