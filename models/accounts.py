@@ -80,7 +80,9 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
-    kind: Mapped[str] = mapped_column(String(16), default=TokenKind.READER)
+    kind: Mapped[str] = mapped_column(
+        String(16), default=TokenKind.READER, server_default=TokenKind.READER.value
+    )
     max_price_amount: Mapped[int | None] = mapped_column(Integer, default=None)
     daily_limit_amount: Mapped[int | None] = mapped_column(Integer, default=None)
     budget_currency: Mapped[str | None] = mapped_column(String(3), default=None)

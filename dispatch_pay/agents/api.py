@@ -44,7 +44,11 @@ def list_agent_tokens() -> Response:
 
 
 @bp.delete(f"/agent-tokens/<{ROW_ID}:token_id>")
-@operation("Revoke one of the reader's agent tokens", response=AgentTokenRevokedSchema)
+@operation(
+    "Revoke one of the reader's agent tokens",
+    response=AgentTokenRevokedSchema,
+    errors={403: "Publishers and agent tokens may not revoke agent tokens."},
+)
 def revoke_agent_token(token_id: int) -> Response:
     user = require_reader()
     token = services.revoke_agent_token(user, token_id)

@@ -18,6 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        # Existing tokens, and rows written by bulk loaders, are readers' own tokens.
         batch_op.add_column(
             sa.Column("kind", sa.String(length=16), nullable=False, server_default="reader")
         )
@@ -32,8 +33,6 @@ def upgrade() -> None:
             "kind = 'reader' OR (max_price_amount >= 0 AND daily_limit_amount >= 0"
             " AND budget_currency IS NOT NULL)",
         )
-    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
-        batch_op.alter_column("kind", server_default=None)
     with op.batch_alter_table("purchases", schema=None) as batch_op:
         batch_op.add_column(sa.Column("agent_token_id", sa.Integer(), nullable=True))
         batch_op.create_foreign_key(
