@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from models import ApiToken, LedgerEntry, Purchase, db
-from tests.factories import bearer, make_agent_token, make_article, make_token, make_user
-from tests.publisher_support import fund
+from tests.support.factories import bearer, make_agent_token, make_article, make_token, make_user
+from tests.support.wallet import fund
 
 
 def budget(max_price: int = 100, daily_limit: int = 200, currency: str = "usd") -> dict[str, Any]:

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from x402.http.utils import decode_payment_required_header
 from x402.schemas import PaymentRequired
 
-from tests.factories import bearer, make_agent_token, make_article, make_token, make_user
-from tests.publisher_support import fund
+from tests.support.factories import bearer, make_agent_token, make_article, make_token, make_user
+from tests.support.wallet import fund
 
 
 def test_the_402_of_an_article_carries_an_x402_v2_offer(client: FlaskClient) -> None:

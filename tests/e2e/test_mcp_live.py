@@ -22,9 +22,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.live_support import LiveSite, running_site
-from tests.servers import ROOT
-from tests.stripe_support import card_top_up
+from tests.support.live import LiveSite, running_site
+from tests.support.servers import ROOT
+from tests.support.stripe_helpers import card_top_up
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from tests.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, make_user
 
 PAID = "Sentence-only-buyers-read"
 

@@ -9,9 +9,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from models import ApiToken, TokenKind, db
-from tests.conftest import csrf_token_from
-from tests.factories import bearer, make_article, make_user
-from tests.publisher_support import fund, log_in
+from tests.support.factories import bearer, make_article, make_user
+from tests.support.wallet import fund
+from tests.support.web import csrf_token_from, log_in
 
 
 def test_a_reader_creates_an_agent_on_the_wallet_page_and_sees_what_it_bought(
