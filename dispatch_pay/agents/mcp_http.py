@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 MCP_PATH = "/mcp"
+METHOD_NOT_ALLOWED = DomainError(
+    "method_not_allowed", "The MCP endpoint takes POST requests only.", status=405
+)
 
 
 class McpMount:
@@ -50,6 +53,10 @@ class McpMount:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").rstrip("/") != MCP_PATH:
             return self.inner(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            # Stateless JSON mode has no stream to GET and no session to DELETE; the SDK
+            # would hold a GET open, a worker thread each (the spec allows 405 here).
+            return _error(METHOD_NOT_ALLOWED, start_response)
         refusal = self.refusal(environ)
         if refusal is not None:
             return _error(refusal, start_response)
@@ -116,7 +123,11 @@ def _error(error: DomainError, start_response: StartResponse) -> list[bytes]:
     ]
     if error.status == 401:
         headers.append(("WWW-Authenticate", 'Bearer realm="dispatch_pay"'))
-    reason = {401: "UNAUTHORIZED", 403: "FORBIDDEN"}.get(error.status, "ERROR")
+    if error.status == 405:
+        headers.append(("Allow", "POST"))
+    reason = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 405: "METHOD NOT ALLOWED"}.get(
+        error.status, "ERROR"
+    )
     start_response(f"{error.status} {reason}", headers)
     return [body]
 

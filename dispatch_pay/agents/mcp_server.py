@@ -29,7 +29,7 @@ from dispatch_pay.catalog.offers import offer_for
 from dispatch_pay.catalog.schemas import FullArticleSchema, TeaserSchema
 from dispatch_pay.catalog.text_view import article_markdown, verification_summary
 from dispatch_pay.errors import DomainError, not_found
-from dispatch_pay.inputs import load
+from dispatch_pay.inputs import UNSAFE_TEXT, load, unsafe_text_fields
 from dispatch_pay.money import Money
 from dispatch_pay.wallet import checkout
 from dispatch_pay.wallet.budgets import budget_view, spent_today
@@ -225,6 +225,13 @@ class StrictToolCalls:
             if unknown:
                 names = ", ".join(str(u)[:50] for u in unknown[:5])
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown arguments: {names}")
+            try:  # text no database column can hold (NUL, lone surrogates), as in the API
+                unsafe = unsafe_text_fields(arguments)
+            except DomainError as exc:
+                raise MCPError(code=INVALID_PARAMS, message=exc.message) from exc
+            if unsafe:
+                names = ", ".join(sorted(unsafe))
+                raise MCPError(code=INVALID_PARAMS, message=f"{UNSAFE_TEXT} ({names})")
         return await call_next(ctx)
 
 

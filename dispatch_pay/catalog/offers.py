@@ -53,7 +53,6 @@ def payment_required(article: Article) -> dict[str, Any]:
     offer = offer_for(article)
     return {
         "x402Version": 2,
-        "error": "payment_required",
         "resource": {
             "url": absolute_url("catalog_api.get_article", slug=article.slug),
             "description": article.title,

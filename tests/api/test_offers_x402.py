@@ -38,7 +38,7 @@ def test_the_402_of_an_article_carries_an_x402_v2_offer(client: FlaskClient) -> 
 
     # Exactly the fields the contract lists, in x402's camelCase.
     raw = json.loads(base64.b64decode(header))
-    assert set(raw) <= {"x402Version", "error", "resource", "accepts", "extensions"}
+    assert set(raw) == {"x402Version", "resource", "accepts"}
     assert set(raw["resource"]) == {"url", "description", "mimeType"}
     assert set(raw["accepts"][0]) == {
         "scheme",
@@ -50,6 +50,10 @@ def test_the_402_of_an_article_carries_an_x402_v2_offer(client: FlaskClient) -> 
         "extra",
     }
     assert "full text" not in base64.b64decode(header).decode()
+    # The public cache serves the next anonymous 402 with the same header.
+    again = client.get(f"/api/v1/articles/{article.slug}")
+    assert again.headers.get("X-Dispatch-Cache") == "hit"
+    assert again.headers["PAYMENT-REQUIRED"] == header
 
 
 def test_public_base_url_names_the_network_and_the_urls(client: FlaskClient) -> None:

@@ -175,9 +175,10 @@ def test_bad_calls_get_mcp_errors_and_debit_nothing(site: LiveSite) -> None:
         ("buy_and_read", {"slug": article["slug"], "expected_price": {**price, "amount": "39"}}),
         ("buy_and_read", {"slug": article["slug"]}),
         ("buy_and_read", {"slug": "no-such-article", "expected_price": price}),
+        ("get_offer", {"slug": "nul\x00byte"}),
     )
-    unknown_tool, unknown_arg, negative, foreign, bogus, string, missing, absent = results
-    for protocol_error in (unknown_tool, unknown_arg):
+    unknown_tool, unknown_arg, negative, foreign, bogus, string, missing, absent, nul = results
+    for protocol_error in (unknown_tool, unknown_arg, nul):
         assert isinstance(protocol_error, MCPError), protocol_error
         assert protocol_error.error.code == -32602
     assert tool_error(negative)["error"]["code"] == "invalid_fields"
@@ -208,6 +209,12 @@ def test_only_a_live_agent_token_opens_mcp(site: LiveSite) -> None:
         refused = http.post("/mcp", json=request, headers=own)
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "agent_token_required"
+        # Stateless: no server-sent-event stream is ever held open (a worker thread each).
+        agent = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
+        for method in ("GET", "DELETE", "PUT"):
+            answer = http.request(method, "/mcp", headers=agent, timeout=10)
+            assert answer.status_code == 405
+            assert answer.headers["Allow"] == "POST"
     # Another reader's agent buys for that reader, from that (empty) wallet only.
     _, [result] = run(
         site,
