@@ -115,9 +115,14 @@ def in_app(app: Flask, work: Callable[[], T]) -> T:
 def token_in_use(app: Flask, token: str) -> str:
     """A token that has been used already. Its first use records `last_used_at`, an
     UPDATE of the token's row that would queue the racers behind each other and hide
-    the race we mean to test."""
-    assert app.test_client().get("/api/v1/wallet", headers=bearer(token)).status_code == 200
+    the race we mean to test. (The library: readers' and agents' tokens may both read it.)"""
+    assert app.test_client().get("/api/v1/library", headers=bearer(token)).status_code == 200
     return token
+
+
+def purchase_over_api(app: Flask, token: str, slug: str) -> tuple[int, Any]:
+    response = app.test_client().post(f"/api/v1/articles/{slug}/purchase", headers=bearer(token))
+    return response.status_code, response.get_json()
 
 
 def fund(user_id: int, amount: int) -> None:
@@ -161,13 +166,7 @@ def test_24_parallel_purchases_with_money_for_12_make_exactly_12(race_app: Flask
         reader_id = reader.id
     token_in_use(race_app, token)
 
-    def buy(i: int) -> tuple[int, Any]:
-        response = race_app.test_client().post(
-            f"/api/v1/articles/{slugs[i]}/purchase", headers=bearer(token)
-        )
-        return response.status_code, response.get_json()
-
-    results = race(24, buy)
+    results = race(24, lambda i: purchase_over_api(race_app, token, slugs[i]))
 
     assert Counter(status for status, _ in results) == {201: 12, 402: 12}
     for status, body in results:
@@ -298,12 +297,6 @@ def test_the_synchronous_credit_the_webhook_and_reconcile_race_and_credit_once(
 # -- agent budgets ------------------------------------------------------------------------
 
 
-def warmed(app: Flask, token: str) -> str:
-    """Use the token once, so the racers do not queue on its first last_used_at update."""
-    assert app.test_client().get("/api/v1/library", headers=bearer(token)).status_code == 200
-    return token
-
-
 def test_24_parallel_purchases_stop_at_the_daily_limit(race_app: Flask) -> None:
     with race_app.app_context():
         reader = make_user()
@@ -311,15 +304,9 @@ def test_24_parallel_purchases_stop_at_the_daily_limit(race_app: Flask) -> None:
         slugs = [make_article(price=39).slug for _ in range(24)]
         fund(reader.id, 10_000)
         reader_id = reader.id
-    warmed(race_app, token)
+    token_in_use(race_app, token)
 
-    def buy(i: int) -> tuple[int, Any]:
-        response = race_app.test_client().post(
-            f"/api/v1/articles/{slugs[i]}/purchase", headers=bearer(token)
-        )
-        return response.status_code, response.get_json()
-
-    results = race(24, buy)
+    results = race(24, lambda i: purchase_over_api(race_app, token, slugs[i]))
 
     assert Counter(status for status, _ in results) == {201: 2, 402: 22}
     assert {body["error"]["code"] for status, body in results if status == 402} == {
@@ -338,17 +325,10 @@ def test_two_agents_of_one_reader_each_keep_their_own_limit(race_app: Flask) -> 
         fund(reader.id, 10_000)
         reader_id = reader.id
     for token in tokens:
-        warmed(race_app, token)
+        token_in_use(race_app, token)
 
-    results = race(
-        12,
-        lambda i: (
-            race_app.test_client()
-            .post(f"/api/v1/articles/{slugs[i]}/purchase", headers=bearer(tokens[i % 2]))
-            .status_code
-        ),
-    )
+    results = race(12, lambda i: purchase_over_api(race_app, tokens[i % 2], slugs[i]))
 
-    assert Counter(results) == {201: 4, 402: 8}
+    assert Counter(status for status, _ in results) == {201: 4, 402: 8}
     with race_app.app_context():
         assert count(Purchase, Purchase.user_id == reader_id) == 4
