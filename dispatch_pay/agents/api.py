@@ -37,7 +37,11 @@ def create_agent_token() -> tuple[Response, int]:
 
 
 @bp.get("/agent-tokens")
-@operation("The reader's agent tokens with what each spent today", response=AgentTokenListSchema)
+@operation(
+    "The reader's agent tokens with what each spent today",
+    response=AgentTokenListSchema,
+    errors={403: "Publishers and agent tokens have no agent tokens to list."},
+)
 def list_agent_tokens() -> Response:
     user = require_reader()
     return jsonify(AgentTokenListSchema().dump({"agent_tokens": services.agent_tokens(user)}))
