@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, one_of, utcnow
 
 ROLE_READER = "reader"
 ROLE_PUBLISHER = "publisher"
@@ -64,7 +64,7 @@ class ApiToken(Base):
 
     __tablename__ = "api_tokens"
     __table_args__ = (
-        CheckConstraint("kind IN ('reader', 'agent')", name="kind_known"),
+        one_of("kind", TokenKind, name="kind_known"),
         CheckConstraint(
             "kind = 'reader' OR (max_price_amount >= 0 AND daily_limit_amount >= 0"
             " AND budget_currency IS NOT NULL)",

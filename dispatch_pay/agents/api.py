@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from dispatch_pay.accounts.auth import api_blueprint, require_reader
 from dispatch_pay.agents import services
 from dispatch_pay.agents.schemas import (
     AgentTokenCreatedSchema,
@@ -11,7 +12,6 @@ from dispatch_pay.agents.schemas import (
     AgentTokenRequestSchema,
     AgentTokenRevokedSchema,
 )
-from dispatch_pay.api.auth import api_blueprint, require_reader
 from dispatch_pay.api.openapi import operation
 from dispatch_pay.inputs import ROW_ID, load_json
 

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from dispatch_pay.agents import services
 from dispatch_pay.errors import DomainError
-from dispatch_pay.inputs import ROW_ID, not_blank
+from dispatch_pay.inputs import ROW_ID, form_errors, not_blank
 from dispatch_pay.publisher.schemas import MajorUnits
 from dispatch_pay.wallet.budgets import agent_purchases
 
@@ -54,7 +54,7 @@ def create_agent_token() -> BaseResponse:
     try:
         data = AgentTokenFormSchema().load(request.form.to_dict())
     except ValidationError as exc:
-        return _created_page(None, errors=_messages(exc), status=422)
+        return _created_page(None, errors=form_errors(exc), status=422)
     currency = services.site_currency()
     secret, _token = services.create_agent_token(
         user,
@@ -65,14 +65,6 @@ def create_agent_token() -> BaseResponse:
         },
     )
     return _created_page(secret, status=201)
-
-
-def _messages(exc: ValidationError) -> dict[str, list[str]]:
-    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return {
-        str(k): [str(m) for m in v] if isinstance(v, list) else [str(v)]
-        for k, v in messages.items()
-    }
 
 
 def _created_page(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from dispatch_pay.api.auth import api_blueprint, api_user, require_user
+from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.api.responses import LibrarySchema, PaymentRequiredSchema
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
+    LibrarySchema,
     PageQuerySchema,
+    PaymentRequiredSchema,
 )
 from dispatch_pay.catalog.text_view import MARKDOWN_TYPE, article_markdown
 from dispatch_pay.errors import DomainError

@@ -11,10 +11,9 @@ import base64
 import json
 from typing import Any
 
-from flask import current_app, url_for
-
 from dispatch_pay.catalog.schemas import LockedArticleSchema
 from dispatch_pay.errors import DomainError
+from dispatch_pay.urls import absolute_url
 from models import Article
 
 PAYMENT_REQUIRED_HEADER = "PAYMENT-REQUIRED"
@@ -22,14 +21,6 @@ X402_SCHEME = "dispatch-wallet"
 # How long an agent may take between reading the offer and buying at that price.
 OFFER_TIMEOUT_SECONDS = 300
 LOCKED = LockedArticleSchema()
-
-
-def absolute_url(endpoint: str, **values: Any) -> str:
-    """An absolute URL for others to follow (the site's one builder replaces this)."""
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    if base:
-        return base.rstrip("/") + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
 
 
 def site_origin() -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from dispatch_pay.catalog.offers import absolute_url
 from dispatch_pay.catalog.schemas import shown_revision
+from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.schemas import summary_line
 from models import Article
 

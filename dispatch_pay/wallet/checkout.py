@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask import current_app
-
 from dispatch_pay.catalog.offers import offer_for, offer_headers
 from dispatch_pay.errors import DomainError
 from dispatch_pay.money import Money
+from dispatch_pay.payments.gateway import current_gateway
 from dispatch_pay.wallet import services as wallet_services
 from models import ApiToken, Article, User
 
@@ -24,8 +23,7 @@ def buy(
             user, article, agent_token=agent_token, expected_price=expected_price
         )
     except DomainError as exc:
-        no_stripe = current_app.extensions.get("payment_gateway") is None
-        if exc.code == "insufficient_funds" and no_stripe:
+        if exc.code == "insufficient_funds" and current_gateway() is None:
             # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,
             # Configuration): the 402 keeps its contract shape, but must not send the reader
             # to a top-up that can only answer 503.
