@@ -69,8 +69,9 @@ def get_article(slug: str) -> Response:
         article = services.article_for_reader(api_user(), slug)
     except DomainError as exc:
         if exc.status == 402 and api_user() is None:
-            mark_public()  # the 402 answer holds the teaser and the offer, nothing of the caller
-        exc.headers["Vary"] = "Accept"
+            # The 402 holds the teaser and the offer, nothing of the caller; it is the same
+            # whatever the client accepts, so it carries no `Vary: Accept` and stays cacheable.
+            mark_public()
         raise
     if markdown:
         response = Response(article_markdown(article), mimetype=MARKDOWN_TYPE)
