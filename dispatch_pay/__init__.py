@@ -48,6 +48,7 @@ def create_app(
     register_template_helpers(app)
     register_commands(app)
     register_public_cache(app)
+    register_mcp(app)
     trust_proxies(app)  # last: the outermost middleware (see its docstring)
     return app
 
@@ -100,6 +101,8 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay import ops
     from dispatch_pay.accounts import api as accounts_api
     from dispatch_pay.accounts import web as accounts_web
+    from dispatch_pay.agents import api as agents_api
+    from dispatch_pay.agents import web as agents_web
     from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
@@ -115,16 +118,25 @@ def register_blueprints(app: Flask) -> None:
         accounts_web,
         catalog_web,
         wallet_web,
+        agents_web,
         publisher_web,
         verification_web,
         webhooks_web,
         accounts_api,
+        agents_api,
         catalog_api,
         publisher_api,
         wallet_api,
         openapi,
     ):
         app.register_blueprint(module.bp)
+
+
+def register_mcp(app: Flask) -> None:
+    """/mcp: the MCP server for agents, on the same host and port (outermost WSGI layer)."""
+    from dispatch_pay.agents.mcp_http import mount_mcp
+
+    mount_mcp(app)
 
 
 def register_input_guards(app: Flask) -> None:

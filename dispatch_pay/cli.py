@@ -205,8 +205,38 @@ def signing_key_rotate() -> None:
     click.echo(f"New signing key {key.kid}; older keys stay in the published key set.")
 
 
+@click.command("mcp")
+@click.option(
+    "--token-env",
+    default="DISPATCH_AGENT_TOKEN",
+    show_default=True,
+    help="The environment variable that holds the agent token (never a command-line argument).",
+)
+def mcp_command(token_env: str) -> None:
+    """Serve the MCP tools over stdio (for MCP clients that launch their servers)."""
+    import os
+
+    import anyio
+
+    from dispatch_pay.agents.mcp_server import agent_token, build_server
+
+    secret = os.environ.get(token_env, "").strip()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        agent_token(secret)  # refuse to start for a missing, revoked or non-agent token
+        db.session.commit()
+    except DomainError as exc:
+        raise click.ClickException(f"{token_env}: {exc.message}") from exc
+    finally:
+        db.session.remove()
+    base = app.config.get("PUBLIC_BASE_URL") or "http://localhost"
+    server = build_server(app, secret_of=lambda _ctx: secret, base_url=lambda _ctx: base)
+    anyio.run(server.run_stdio_async)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(signing_key_group)
+    app.cli.add_command(mcp_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(audit_command)
     app.cli.add_command(db_group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,14 @@ CURRENCIES: dict[str, dict[str, Any]] = {
 DEFAULT_CURRENCY = "usd"
 # A single dispatch costs at most this much (in minor units): $100.
 MAX_ARTICLE_PRICE = 100_00
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount to compare (an expected price, a budget); equal only in the same currency."""
+
+    amount: int
+    currency: str
 
 
 def format_money(amount: int, currency: str) -> str:

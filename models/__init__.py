@@ -1,6 +1,6 @@
 """SQLAlchemy models and the `db` object. Nothing here imports dispatch_pay."""
 
-from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, User
+from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, TokenKind, User
 from models.base import Base, Database, db, utcnow
 from models.catalog import (
     CATALOG_STATE_ID,
@@ -76,6 +76,7 @@ __all__ = [
     "PurchaseStatus",
     "RefundedBy",
     "SigningKey",
+    "TokenKind",
     "TopUp",
     "TopUpStatus",
     "User",

@@ -54,6 +54,7 @@ class SignupResponseSchema(Schema):
 class TokenSchema(Schema):
     id = fields.Integer()
     name = fields.String()
+    kind = fields.String(metadata={"enum": ["reader", "agent"]})
     prefix = fields.String()
     created_at = fields.DateTime()
     last_used_at = fields.DateTime(allow_none=True)

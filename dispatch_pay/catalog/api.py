@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
@@ -13,14 +13,12 @@ from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
     LibrarySchema,
-    LockedArticleSchema,
-    OfferSchema,
     PageQuerySchema,
     PaymentRequiredSchema,
 )
+from dispatch_pay.catalog.text_view import MARKDOWN_TYPE, article_markdown
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
-from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.manifests import live_manifest, manifest_document
 from dispatch_pay.verification.schemas import SignedManifestSchema
 
@@ -29,8 +27,6 @@ bp = api_blueprint("catalog_api", __name__)
 ARTICLE_LIST = ArticleListSchema()
 FULL = FullArticleSchema()
 PAGE_QUERY = PageQuerySchema()
-LOCKED = LockedArticleSchema()
-OFFER = OfferSchema()
 LIBRARY = LibrarySchema()
 SIGNED_MANIFEST = SignedManifestSchema()
 
@@ -64,33 +60,34 @@ def list_articles() -> Response:
     "An article in full for a reader entitled to it, else a 402 offer",
     auth="optional",
     response=FullArticleSchema,
-    description="The full text (`body_html`) is in no field of the 402.",
+    description="The full text (`body_html`) is in no field of the 402. With "
+    "`Accept: text/markdown` the full text is answered as Markdown (a short front matter, "
+    "then the exact body). Every 402 carries the offer as an x402 v2 `PAYMENT-REQUIRED` "
+    "header (base64 JSON, scheme `dispatch-wallet`).",
     error_bodies={402: PaymentRequiredSchema},
     errors={402: "`payment_required`: buy it at `offer.purchase_url`."},
 )
 def get_article(slug: str) -> Response:
-    article = services.find_article(slug)
-    access = read_access(api_user(), article)
-    if access is Access.HIDDEN:
-        raise not_found("article")
-    if access is Access.FULL:
-        return jsonify(FULL.dump(article))
-    if api_user() is None:
-        mark_public()  # the 402 answer holds the teaser and the offer, nothing of the caller
-    raise DomainError(
-        "payment_required",
-        "Buy this dispatch to read it in full.",
-        status=402,
-        extra={
-            "offer": OFFER.dump(
-                {
-                    "price": {"amount": article.price_amount, "currency": article.price_currency},
-                    "purchase_url": absolute_url("wallet_api.purchase_article", slug=article.slug),
-                }
-            ),
-            "article": LOCKED.dump(article),
-        },
-    )
+    markdown = wants_markdown()
+    try:
+        article = services.article_for_reader(api_user(), slug)
+    except DomainError as exc:
+        if exc.status == 402 and api_user() is None:
+            # The 402 holds the teaser and the offer, nothing of the caller; it is the same
+            # whatever the client accepts, so it carries no `Vary: Accept` and stays cacheable.
+            mark_public()
+        raise
+    if markdown:
+        response = Response(article_markdown(article), mimetype=MARKDOWN_TYPE)
+    else:
+        response = jsonify(FULL.dump(article))
+    response.vary.add("Accept")
+    return response
+
+
+def wants_markdown() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", MARKDOWN_TYPE])
+    return best == MARKDOWN_TYPE
 
 
 @bp.get("/articles/<slug>/manifest")

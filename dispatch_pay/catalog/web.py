@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, current_app, render_template
 from flask_login import current_user, login_required
 
 from dispatch_pay.catalog import services
@@ -12,6 +12,7 @@ from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
+from dispatch_pay.catalog.text_view import llms_txt
 from dispatch_pay.inputs import load_query
 from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.manifests import corrections
@@ -181,3 +182,27 @@ def sitemap() -> Response:
         ],
     )
     return Response(body, mimetype="application/xml")
+
+
+@bp.get("/llms.txt")
+def llms() -> Response:
+    mark_public()  # teasers, prices and verdict counts: the same for everyone
+    body = llms_txt(current_app.config["SITE_NAME"], services.all_published())
+    return Response(body, mimetype="text/plain")
+
+
+@bp.get("/robots.txt")
+def robots() -> Response:
+    mark_public()
+    body = (
+        "User-agent: *\n"
+        "Allow: /\n"
+        "Disallow: /wallet\n"
+        "Disallow: /library\n"
+        "Disallow: /account\n"
+        "Disallow: /gift/\n"
+        "Disallow: /feed/\n"
+        "Disallow: /publisher\n"
+        f"\nSitemap: {absolute_url('catalog.sitemap')}\n"
+    )
+    return Response(body, mimetype="text/plain")

@@ -1,10 +1,13 @@
-"""Authorization matrix: every route and method of the app, for four callers.
+"""Authorization matrix: every route and method of the app, for five callers.
 
-Callers: anonymous, a reader (who owns the objects in the URLs), another reader, and
-the publisher. API rows authenticate with bearer tokens; HTML rows log in through the
-login form. Each row is one line: the route as `METHOD /path/{param}` (the same text
-`openapi_path` makes of a url_map rule, so the row names the rule it covers) and what
-each caller gets, in the order of ACTORS:
+Callers: anonymous, a reader (who owns the objects in the URLs), another reader, the
+publisher, and an agent token of the reader. An agent token may only list, read and buy:
+its column defaults to 403 on every API route and to the anonymous answer elsewhere (a
+bearer token opens no page); a row names it (`agent=`) only where it is allowed.
+API rows authenticate with bearer tokens; HTML rows log in through the login form.
+Each row is one line: the route as `METHOD /path/{param}` (the same text `openapi_path`
+makes of a url_map rule, so the row names the rule it covers) and what each caller
+gets, in the order of ACTORS:
 
     Row("GET /api/v1/wallet", (401, 200, 200, 200)),
 
@@ -38,10 +41,18 @@ from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import ApiToken, Article, Entitlement, LedgerEntry, Purchase, TopUp, User, Wallet, db
-from tests.support.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
+from tests.support.factories import (
+    PASSWORD,
+    bearer,
+    claims,
+    make_agent_token,
+    make_article,
+    make_token,
+    make_user,
+)
 from tests.support.web import csrf_token_from, log_in
 
-ACTORS = ("anonymous", "reader", "other", "publisher")
+ACTORS = ("anonymous", "reader", "other", "publisher", "agent")
 LOGIN = "login"
 SECRET_TEXT = "Only-the-buyer-reads-this-sentence"
 _seq = itertools.count(1)
@@ -58,6 +69,7 @@ class Row:
     form: Body | None = None  # an HTML form (the CSRF token is added)
     stripe: bool = False  # needs the app configured with (local) Stripe
     values: dict[str, str] = field(default_factory=dict)  # {param} -> World.values key
+    agent: Expect | None = None  # the reader's agent token; None: see expected()
 
     @property
     def method(self) -> str:
@@ -66,6 +78,13 @@ class Row:
     @property
     def path(self) -> str:
         return self.route.split(" ", 1)[1]
+
+    def expected(self, actor: str) -> Expect:
+        if actor != "agent":
+            return self.expect[ACTORS.index(actor)]
+        if self.agent is not None:
+            return self.agent
+        return 403 if self.path.startswith("/api/v1/") else self.expect[0]
 
 
 @dataclass
@@ -94,7 +113,7 @@ def report(_actor: str, _world: World) -> dict[str, Any]:
 
 def credentials(actor: str, world: World) -> dict[str, Any]:
     """The actor's own login; anonymous knows the reader's email but not the password."""
-    if actor == "anonymous":
+    if actor in ("anonymous", "agent"):
         return {"email": world.users["reader"].email, "password": "not the password"}
     return {"email": world.users[actor].email, "password": PASSWORD}
 
@@ -139,6 +158,18 @@ def token_form(_actor: str, _world: World) -> dict[str, Any]:
     return {"name": "pipeline"}
 
 
+def agent_budget(_actor: str, _world: World) -> dict[str, Any]:
+    return {
+        "name": "research agent",
+        "max_price": {"amount": 100, "currency": "usd"},
+        "daily_limit": {"amount": 500, "currency": "usd"},
+    }
+
+
+def agent_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"name": "research agent", "max_price": "1.00", "daily_limit": "5.00"}
+
+
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
 
 MATRIX: list[Row] = [
@@ -148,6 +179,8 @@ MATRIX: list[Row] = [
     Row("GET /verification", (200, 200, 200, 200)),
     Row("GET /feed.xml", (200, 200, 200, 200)),
     Row("GET /sitemap.xml", (200, 200, 200, 200)),
+    Row("GET /llms.txt", (200, 200, 200, 200)),
+    Row("GET /robots.txt", (200, 200, 200, 200)),
     Row("GET /healthz", (200, 200, 200, 200)),
     Row("GET /static/{filename}", (200, 200, 200, 200)),
     Row("GET /favicon.ico", (200, 200, 200, 200)),
@@ -165,6 +198,14 @@ MATRIX: list[Row] = [
     # Someone else's (or an unknown) payment: the same neutral redirect to one's own wallet.
     Row("GET /wallet/topups/{payment_intent_id}/done", (LOGIN, 302, 302, 302), values=TOPUP_RESULT),
     Row("POST /articles/{slug}/buy", (LOGIN, 302, 302, 302), form=nothing, values=FOR_SALE),
+    # A reader's agents, managed on the wallet page.
+    Row("POST /wallet/agent-tokens", (LOGIN, 201, 201, 403), form=agent_form),
+    Row(
+        "POST /wallet/agent-tokens/{token_id}/revoke",
+        (LOGIN, 302, 404, 404),
+        form=nothing,
+        values={"token_id": "agent_token_id"},
+    ),
     # Stripe authenticates by signature, nobody by session or token.
     Row("POST /webhooks/stripe", (400, 400, 400, 400), json=nothing, stripe=True),
     # Accounts API.
@@ -173,16 +214,24 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/tokens", (401, 200, 200, 200)),
     Row("DELETE /api/v1/tokens/{token_id}", (401, 200, 404, 404)),
     Row("GET /api/v1/me", (401, 200, 200, 200)),
+    # Agent tokens: the reader's own business (an agent cannot give itself more budget).
+    Row("POST /api/v1/agent-tokens", (401, 201, 201, 403), json=agent_budget),
+    Row("GET /api/v1/agent-tokens", (401, 200, 200, 403)),
+    Row(
+        "DELETE /api/v1/agent-tokens/{token_id}",
+        (401, 200, 404, 403),
+        values={"token_id": "agent_token_id"},
+    ),
     # Reading.
-    Row("GET /api/v1/articles", (200, 200, 200, 200)),
-    Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200)),
-    Row("GET /api/v1/library", (401, 200, 200, 200)),
+    Row("GET /api/v1/articles", (200, 200, 200, 200), agent=200),
+    Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200), agent=200),
+    Row("GET /api/v1/library", (401, 200, 200, 200), agent=200),
     # Verification anyone can check: hashes and counts, no part of what is sold.
-    Row("GET /api/v1/articles/{slug}/manifest", (200, 200, 200, 200)),
+    Row("GET /api/v1/articles/{slug}/manifest", (200, 200, 200, 200), agent=200),
     Row("GET /.well-known/dispatch-keys.json", (200, 200, 200, 200)),
     # Wallet and purchases.
     Row("GET /api/v1/wallet", (401, 200, 200, 200)),
-    Row("POST /api/v1/articles/{slug}/purchase", (401, 201, 402, 403), values=FOR_SALE),
+    Row("POST /api/v1/articles/{slug}/purchase", (401, 201, 402, 403), values=FOR_SALE, agent=201),
     Row("GET /api/v1/purchases", (401, 200, 200, 200)),
     Row("POST /api/v1/purchases/{purchase_id}/refund", (401, 200, 404, 200)),
     Row("POST /api/v1/wallet/topups", (401, 201, 201, 201), json=topup, stripe=True),
@@ -262,6 +311,8 @@ def build_world() -> World:
         "publisher": make_user(_email(), role="publisher"),
     }
     tokens = {actor: make_token(user) for actor, user in users.items()}
+    tokens["agent"] = make_agent_token(users["reader"])
+    spare_agent = make_agent_token(users["reader"])
     owned = make_article(body=f"{SECRET_TEXT} The full text.", price=39)
     for_sale = make_article(price=39)
     draft = make_article(published=False, verdicts=("supported",))
@@ -275,6 +326,7 @@ def build_world() -> World:
         "for_sale": for_sale.slug,
         "draft": draft.slug,
         "token_id": spare.id,
+        "agent_token_id": _token_id(spare_agent),
         "token_prefix": spare.prefix,
         "purchase_id": purchase.id,
         "topup_id": topup_id,
@@ -332,13 +384,15 @@ def call(client: FlaskClient, row: Row, actor: str, world: World) -> TestRespons
         headers = bearer(world.tokens[actor]) if actor != "anonymous" else {}
         payload = row.json(actor, world) if row.json else None
         return client.open(url, method=row.method, json=payload, headers=headers)
-    if actor != "anonymous":
+    # A bearer token on a page is no login: the agent is anonymous there, with its header.
+    headers = bearer(world.tokens[actor]) if actor == "agent" else {}
+    if actor not in ("anonymous", "agent"):
         log_in(client, world.users[actor])
     if row.form is not None:
         form = {**(row.form(actor, world) or {}), "csrf_token": csrf_token_from(client)}
-        return client.open(url, method=row.method, data=form)
+        return client.open(url, method=row.method, data=form, headers=headers)
     payload = row.json(actor, world) if row.json else None
-    return client.open(url, method=row.method, json=payload)
+    return client.open(url, method=row.method, json=payload, headers=headers)
 
 
 def leaks(response: TestResponse, world: World, sent: str) -> list[str]:
@@ -365,7 +419,7 @@ def test_each_caller_gets_what_the_matrix_says(
     response = call(client, row, actor, world)
     response.get_data()
     response.close()  # static files are streamed from an open file
-    expected = row.expect[ACTORS.index(actor)]
+    expected = row.expected(actor)
     location = response.headers.get("Location", "")
     if expected == LOGIN:
         assert response.status_code == 302 and "/login" in location, (
@@ -375,6 +429,8 @@ def test_each_caller_gets_what_the_matrix_says(
     else:
         assert response.status_code == expected, (response.status_code, response.get_data()[:300])
         assert "/login" not in location
+    if actor == "agent" and response.status_code >= 300:
+        assert snapshot(world.users["reader"]) == before
     if actor in ("anonymous", "other"):
         assert snapshot(world.users["reader"]) == before
         # What the caller put in the URL or the body, it knew already.
