@@ -1,6 +1,16 @@
 """SQLAlchemy models and the `db` object. Nothing here imports dispatch_pay."""
 
-from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, User
+from models.accounts import (
+    LINK_EMAIL_CHANGE,
+    LINK_PASSWORD_RESET,
+    LINK_SIGN_IN,
+    ROLE_PUBLISHER,
+    ROLE_READER,
+    AccountLink,
+    ApiToken,
+    User,
+    UserSession,
+)
 from models.base import Base, Database, db, utcnow
 from models.catalog import (
     CATALOG_STATE_ID,
@@ -14,6 +24,7 @@ from models.catalog import (
     VerificationReport,
     bump_catalog_version,
 )
+from models.mail import MAIL_FAILED, MAIL_QUEUED, MAIL_SENT, OutboxMessage
 from models.publisher import PriceChange, PublicationSettings
 from models.wallet import (
     ENTRY_ADJUSTMENT,
@@ -40,6 +51,12 @@ __all__ = [
     "ENTRY_REFUND",
     "ENTRY_TOPUP",
     "ENTRY_TOPUP_REFUNDED",
+    "LINK_EMAIL_CHANGE",
+    "LINK_PASSWORD_RESET",
+    "LINK_SIGN_IN",
+    "MAIL_FAILED",
+    "MAIL_QUEUED",
+    "MAIL_SENT",
     "PURCHASE_ACTIVE",
     "PURCHASE_REFUNDED",
     "ROLE_PUBLISHER",
@@ -47,6 +64,7 @@ __all__ = [
     "STATUS_DRAFT",
     "STATUS_PUBLISHED",
     "VERDICTS",
+    "AccountLink",
     "ApiToken",
     "Article",
     "ArticleRevision",
@@ -56,11 +74,13 @@ __all__ = [
     "Dispute",
     "Entitlement",
     "LedgerEntry",
+    "OutboxMessage",
     "PriceChange",
     "PublicationSettings",
     "Purchase",
     "TopUp",
     "User",
+    "UserSession",
     "VerificationReport",
     "Wallet",
     "WebhookEvent",

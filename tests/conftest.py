@@ -29,6 +29,7 @@ from models.base import build_engine
 from tests import ledger_check
 from tests.servers import LocalStripe
 from tests.stripe_support import WEBHOOK_SECRET
+from tests.support.smtp import SMTPServer
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
@@ -204,3 +205,23 @@ def csrf_token_from(client: FlaskClient, path: str = "/") -> str:
         match = CSRF_META.search(client.get("/login").get_data(as_text=True))
     assert match, f"no CSRF token on {path}"
     return match.group(1)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on a loopback port for the whole run."""
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def smtp(smtp_server: SMTPServer) -> Iterator[SMTPServer]:
+    """The SMTP server with an empty inbox, running again if a test stopped it."""
+    if not smtp_server.running:
+        smtp_server.start()
+    smtp_server.inbox.clear()
+    yield smtp_server
+    if not smtp_server.running:
+        smtp_server.start()
