@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 
+from dispatch_pay.accounts.sessions import load_session_user
 from dispatch_pay.catalog.public_cache import register_public_cache
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
@@ -50,12 +51,13 @@ def register_extensions(app: Flask) -> None:
     register_payment_gateway(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = "Log in to continue."
+    # Sessions live on the server (accounts.sessions); flask-login's own cookie
+    # fingerprinting would only rewrite the cookie on every request.
+    login_manager.session_protection = None
 
-    @login_manager.user_loader
-    def _load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        return db.session.get(User, int(user_id))
+    @login_manager.request_loader
+    def _load_user(_request: Request) -> User | None:
+        return load_session_user()
 
 
 def register_payment_gateway(app: Flask) -> None:

@@ -37,7 +37,18 @@ from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
 from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.services import purchase_article
-from models import ApiToken, Article, Entitlement, LedgerEntry, Purchase, TopUp, User, Wallet, db
+from models import (
+    ApiToken,
+    Article,
+    Entitlement,
+    LedgerEntry,
+    Purchase,
+    TopUp,
+    User,
+    UserSession,
+    Wallet,
+    db,
+)
 from tests.conftest import csrf_token_from
 from tests.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
 
@@ -141,6 +152,21 @@ def token_form(_actor: str, _world: World) -> dict[str, Any]:
 
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
 
+
+def link_request_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"email": _email()}
+
+
+def password_change_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"current_password": PASSWORD, "new_password": PASSWORD}
+
+
+def email_change_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"email": _email(), "password": PASSWORD}
+
+
+BOGUS_LINK = {"token": "bogus_token"}
+
 MATRIX: list[Row] = [
     # Pages anyone may see.
     Row("GET /", (200, 200, 200, 200)),
@@ -172,6 +198,7 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/tokens", (401, 200, 200, 200)),
     Row("DELETE /api/v1/tokens/{token_id}", (401, 200, 404, 404)),
     Row("GET /api/v1/me", (401, 200, 200, 200)),
+    Row("GET /api/v1/me/export", (401, 200, 200, 200)),
     # Reading.
     Row("GET /api/v1/articles", (200, 200, 200, 200)),
     Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200)),
@@ -195,6 +222,23 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/publisher/articles", (401, 403, 403, 200)),
     Row("GET /api/v1/publisher/articles/{slug}", (401, 403, 403, 200)),
     Row("GET /api/v1/publisher/sales", (401, 403, 403, 200)),
+    # Mailed links and the account page.
+    Row("GET /login/link", (200, 200, 200, 200)),
+    Row("POST /login/link", (200, 200, 200, 200), form=link_request_form),
+    Row("GET /login/link/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /login/link/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /password/reset", (200, 200, 200, 200)),
+    Row("POST /password/reset", (200, 200, 200, 200), form=link_request_form),
+    Row("GET /password/reset/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /password/reset/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /account/email/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /account/email/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /account", (LOGIN, 200, 200, 200)),
+    Row("POST /account/password", (LOGIN, 302, 302, 302), form=password_change_form),
+    Row("POST /account/email", (LOGIN, 302, 302, 302), form=email_change_form),
+    # The reader's session on another browser: only the reader may end it.
+    Row("POST /account/sessions/{session_id}/end", (LOGIN, 302, 404, 404), form=nothing),
+    Row("POST /account/sessions/end-all", (LOGIN, 302, 302, 302), form=nothing),
     # The publisher's dashboard.
     Row("GET /publisher", (LOGIN, 403, 403, 200)),
     Row("GET /publisher/articles/new", (LOGIN, 403, 403, 200)),
@@ -274,8 +318,17 @@ def build_world() -> World:
         "purchase_id": purchase.id,
         "topup_id": topup_id,
         "filename": "style.css",
+        "session_id": _session_elsewhere(users["reader"]),
+        "bogus_token": "not-a-link-we-sent",
     }
     return World(users=users, tokens=tokens, values=values)
+
+
+def _session_elsewhere(user: User) -> int:
+    record = UserSession(user_id=user.id, token_hash=f"{user.id:064d}", user_agent="Elsewhere")
+    db.session.add(record)
+    db.session.commit()
+    return record.id
 
 
 def _token_id(secret: str) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from dispatch_pay.accounts import services
+from dispatch_pay.accounts.export import export_reader
 from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import (
     CredentialsSchema,
+    ExportSchema,
     SignupResponseSchema,
     TokenCreatedSchema,
     TokenRequestSchema,
@@ -80,3 +82,17 @@ def revoke_token(token_id: int) -> Response:
 def me() -> Response:
     user = require_user()
     return jsonify(MeSchema().dump({"user": user}))
+
+
+@bp.get("/me/export")
+@operation(
+    "Everything stored about the caller (account, wallets, entries, purchases, top-ups, "
+    "tokens and sessions without their secrets), as JSON",
+    response=ExportSchema,
+)
+def export_me() -> Response:
+    user = require_user()
+    response = jsonify(ExportSchema().dump(export_reader(user)))
+    response.headers["Content-Disposition"] = 'attachment; filename="dispatch-account.json"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

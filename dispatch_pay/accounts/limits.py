@@ -43,3 +43,8 @@ login_email_limit = limiter.shared_limit(
     LOGIN_PER_EMAIL, scope="login-email", key_func=credential_email, methods=["POST"]
 )
 signup_limit = limiter.shared_limit(SIGNUP_PER_ADDRESS, scope="signup", methods=["POST"])
+
+# Forms that make the site send mail (sign-in links, resets): per client address here,
+# and per recipient in the outbox (dispatch_pay.mail.outbox.recipient_over_limit).
+MAIL_FORMS_PER_ADDRESS = "20 per hour; 5 per minute"
+mail_form_limit = limiter.shared_limit(MAIL_FORMS_PER_ADDRESS, scope="mail-forms", methods=["POST"])

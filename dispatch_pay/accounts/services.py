@@ -7,13 +7,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from dispatch_pay.accounts.sessions import begin_session, end_sessions
 from dispatch_pay.errors import DomainError
+from dispatch_pay.mail.outbox import queue_mail
 from models import ROLE_PUBLISHER, ROLE_READER, ApiToken, User, db, utcnow
 
 TOKEN_PREFIX = "dp_"  # noqa: S105 - a public prefix, not a secret
@@ -69,6 +71,31 @@ def authenticate(email: str, password: str) -> User | None:
     if not check_password_hash(user.password_hash, password):
         return None
     return user
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    db.session.flush()
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Change the password; every other session of the account ends (the caller's too)."""
+    if not check_password_hash(user.password_hash, current):
+        raise DomainError(
+            "invalid_credentials",
+            "The current password is wrong.",
+            status=422,
+            fields={"current_password": ["The current password is wrong."]},
+        )
+    set_password(user, new)
+    end_sessions(user)
+    begin_session(user)  # this browser stays in, under a new session id
+    queue_mail(
+        "password_changed",
+        user.email,
+        "Your password was changed",
+        reset_url=url_for("accounts.password_reset", _external=True),
+    )
 
 
 def ensure_publisher(email: str, password: str | None) -> User:
