@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from dispatch_pay.accounts import services
+from dispatch_pay.accounts import devices, services
 from dispatch_pay.accounts.export import export_reader
 from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import (
@@ -57,9 +57,11 @@ def create_token() -> tuple[Response, int]:
     if user is None:
         raise DomainError("invalid_credentials", "Email or password is wrong.", status=401)
     issued = services.issue_token(user, data["name"])
-    return jsonify(
+    response = jsonify(
         TokenCreatedSchema().dump({"token": issued.secret, "token_info": issued.token})
-    ), 201
+    )
+    # A client that keeps cookies is then exempt from this account's lockout.
+    return devices.remember(response, user.email), 201
 
 
 @bp.get("/tokens")

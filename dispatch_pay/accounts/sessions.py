@@ -7,10 +7,11 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import g, request, session
+from flask import after_this_request, g, request, session
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
+from dispatch_pay.accounts import devices
 from models import User, UserSession, db, utcnow
 
 SESSION_KEY = "sid"
@@ -43,6 +44,8 @@ def begin_session(user: User) -> UserSession:
     session[SESSION_KEY] = secret
     g._login_user = user
     g.user_session_id = record.id
+    email = user.email
+    after_this_request(lambda response: devices.remember(response, email))
     return record
 
 
