@@ -91,6 +91,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
+    from dispatch_pay.payments import web as payments_web
     from dispatch_pay.publisher import api as publisher_api
     from dispatch_pay.publisher import web as publisher_web
     from dispatch_pay.wallet import api as wallet_api
@@ -111,6 +112,8 @@ def register_blueprints(app: Flask) -> None:
         openapi,
     ):
         app.register_blueprint(module.bp)
+    app.register_blueprint(payments_web.bp)
+    app.register_blueprint(payments_web.api_bp)
 
 
 def register_input_guards(app: Flask) -> None:

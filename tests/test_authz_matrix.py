@@ -199,6 +199,8 @@ MATRIX: list[Row] = [
     Row("DELETE /api/v1/tokens/{token_id}", (401, 200, 404, 404)),
     Row("GET /api/v1/me", (401, 200, 200, 200)),
     Row("GET /api/v1/me/export", (401, 200, 200, 200)),
+    Row("GET /api/v1/wallet/receipts/{topup_id}", (401, 200, 404, 404)),
+    Row("GET /wallet/receipts/{topup_id}", (LOGIN, 200, 404, 404)),
     # Reading.
     Row("GET /api/v1/articles", (200, 200, 200, 200)),
     Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200)),

@@ -11,13 +11,12 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import url_for
 from sqlalchemy import select, update
 
 from dispatch_pay.accounts import services
 from dispatch_pay.accounts.sessions import begin_session, end_sessions
 from dispatch_pay.errors import DomainError
-from dispatch_pay.mail.outbox import queue_mail, recipient_over_limit
+from dispatch_pay.mail.outbox import absolute_url, queue_mail, recipient_over_limit
 from models import (
     LINK_EMAIL_CHANGE,
     LINK_PASSWORD_RESET,
@@ -80,7 +79,7 @@ def request_sign_in_link(email: str) -> None:
         return
     user = services.find_user_by_email(email)
     token = _new_link(LINK_SIGN_IN, email, user)
-    link = url_for("accounts.sign_in_link", token=token, _external=True)
+    link = absolute_url("accounts.sign_in_link", token=token)
     if user is not None:
         queue_mail("sign_in", email, "Your sign-in link", link=link)
     else:
@@ -92,11 +91,11 @@ def request_password_reset(email: str) -> None:
         return
     user = services.find_user_by_email(email)
     if user is None:
-        signup_url = url_for("accounts.signup", _external=True)
+        signup_url = absolute_url("accounts.signup")
         queue_mail("password_reset_unknown", email, "Password reset", signup_url=signup_url)
         return
     token = _new_link(LINK_PASSWORD_RESET, email, user)
-    link = url_for("accounts.password_reset_link", token=token, _external=True)
+    link = absolute_url("accounts.password_reset_link", token=token)
     queue_mail("password_reset", email, "Reset your password", link=link)
 
 
@@ -106,7 +105,7 @@ def request_email_change(user: User, new_email: str) -> None:
     if not _may_mail(new_email):
         return
     token = _new_link(LINK_EMAIL_CHANGE, new_email, user)
-    link = url_for("accounts.email_change_link", token=token, _external=True)
+    link = absolute_url("accounts.email_change_link", token=token)
     queue_mail(
         "email_change", new_email, "Confirm your new address", link=link, new_email=new_email
     )

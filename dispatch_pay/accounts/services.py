@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
@@ -15,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from dispatch_pay.accounts.sessions import begin_session, end_sessions
 from dispatch_pay.errors import DomainError
-from dispatch_pay.mail.outbox import queue_mail
+from dispatch_pay.mail.outbox import absolute_url, queue_mail
 from models import ROLE_PUBLISHER, ROLE_READER, ApiToken, User, db, utcnow
 
 TOKEN_PREFIX = "dp_"  # noqa: S105 - a public prefix, not a secret
@@ -94,7 +94,7 @@ def change_password(user: User, current: str, new: str) -> None:
         "password_changed",
         user.email,
         "Your password was changed",
-        reset_url=url_for("accounts.password_reset", _external=True),
+        reset_url=absolute_url("accounts.password_reset"),
     )
 
 

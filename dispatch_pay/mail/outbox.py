@@ -11,8 +11,9 @@ from datetime import timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import current_app, render_template
+from flask import current_app, has_request_context, url_for
 from sqlalchemy import func, select
 
 from dispatch_pay.errors import DomainError
@@ -75,14 +76,33 @@ def queue_mail(kind: str, to: str, subject: str, **context: Any) -> OutboxMessag
         kind=kind,
         to_address=address,
         subject=subject,
-        text_body=render_template(f"mail/{kind}.txt", **context),
-        html_body=render_template(f"mail/{kind}.html", **context),
+        text_body=_render(f"mail/{kind}.txt", context),
+        html_body=_render(f"mail/{kind}.html", context),
         message_id=f"<{secrets.token_hex(16)}@{domain}>",
         next_attempt_at=utcnow(),
     )
     db.session.add(message)
     db.session.flush()
     return message
+
+
+def _render(name: str, context: dict[str, Any]) -> str:
+    """A mail template, without the page context processors (no request is needed:
+    mail is also queued by webhooks and command-line runs)."""
+    return current_app.jinja_env.get_template(name).render(context)
+
+
+def absolute_url(endpoint: str, **values: Any) -> str:
+    """A link for a message: PUBLIC_BASE_URL when set, else the request's origin; also
+    outside requests (a webhook retried by `reconcile`, a CLI command)."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if not base and has_request_context():
+        return url_for(endpoint, _external=True, **values)
+    parts = urlsplit(base or f"http://{current_app.config.get('SERVER_NAME') or 'localhost'}")
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path.rstrip("/") or None, url_scheme=parts.scheme
+    )
+    return adapter.build(endpoint, values, force_external=True)
 
 
 def address_domain(from_header: str) -> str:

@@ -59,6 +59,9 @@ class Intent:
     livemode: bool = False
     # Only when Stripe sent latest_charge and its balance_transaction expanded.
     fee: Fee | None = None
+    # The card that paid (latest_charge.payment_method_details.card), for receipts.
+    card_brand: str | None = None
+    card_last4: str | None = None
 
 
 def _minor_units(value: Any) -> int | None:
@@ -109,10 +112,24 @@ def fee_from_charge(charge: Any) -> Fee | None:
     )
 
 
+def card_from_charge(charge: Any) -> tuple[str | None, str | None]:
+    """(brand, last four) of the card that paid an expanded Charge, when Stripe says."""
+    details = charge.get("payment_method_details") if isinstance(charge, dict) else None
+    card = details.get("card") if isinstance(details, dict) else None
+    if not isinstance(card, dict):
+        return None, None
+    brand, last4 = card.get("brand"), card.get("last4")
+    return (
+        str(brand)[:20] if isinstance(brand, str) and brand else None,
+        last4 if isinstance(last4, str) and len(last4) == 4 and last4.isdigit() else None,
+    )
+
+
 def intent_from_payload(data: dict[str, Any]) -> Intent:
     """Build an Intent from a PaymentIntent as Stripe serialises it (API or event)."""
     charge = data.get("latest_charge")
     charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    card_brand, card_last4 = card_from_charge(charge)
     return Intent(
         id=str(data["id"]),
         status=str(data.get("status") or ""),
@@ -124,6 +141,8 @@ def intent_from_payload(data: dict[str, Any]) -> Intent:
         created=data.get("created"),
         livemode=bool(data.get("livemode", False)),
         fee=fee_from_charge(charge),
+        card_brand=card_brand,
+        card_last4=card_last4,
     )
 
 

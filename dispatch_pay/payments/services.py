@@ -28,6 +28,7 @@ from dispatch_pay.payments.gateway import (
     PaymentProviderUnavailable,
     PaymentRequestRejected,
 )
+from dispatch_pay.payments.receipts import queue_receipt
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import TOPUP_MAXIMUM, purchase_article, topup_minimum
 from models import ENTRY_TOPUP, Article, TopUp, User, db, utcnow
@@ -322,6 +323,7 @@ def credit_intent(intent: Intent) -> bool:
     topup.failure_code = None
     if intent.fee is not None:
         record_fee(topup.id, intent.fee)
+    queue_receipt(topup, intent.card_brand, intent.card_last4)
     _buy_on_credit(topup, intent)
     db.session.flush()
     return True

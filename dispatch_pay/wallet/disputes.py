@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from dispatch_pay.payments.receipts import queue_card_refund_note
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
     ENTRY_DISPUTE,
@@ -61,6 +62,7 @@ def record_card_refund(topup: TopUp, amount_refunded: int) -> int:
     new = amount_refunded - already
     if new <= 0:
         return 0
+    queue_card_refund_note(topup, new)
     return _claw_back(
         topup,
         ENTRY_TOPUP_REFUNDED,

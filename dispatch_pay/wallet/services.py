@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError
 from dispatch_pay.money import CURRENCIES
+from dispatch_pay.payments.receipts import queue_purchase_refund_note
 from dispatch_pay.wallet.ledger import lock_wallet, locked_wallet, post_entry
 from models import (
     ENTRY_PURCHASE,
@@ -148,6 +149,10 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     purchase.refunded_by = "publisher" if by_publisher else "reader"
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
+    )
+    article = db.session.get(Article, purchase.article_id)
+    queue_purchase_refund_note(
+        purchase.user_id, article.title if article else "", purchase.amount, purchase.currency
     )
     db.session.execute(
         delete(Entitlement).where(

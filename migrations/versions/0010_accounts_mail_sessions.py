@@ -1,4 +1,4 @@
-"""mail outbox, server-side login sessions and one-time account links
+"""mail outbox, server-side login sessions, one-time account links, receipt card details
 
 Revision ID: 0010_accounts_mail_sessions
 Revises: 0007
@@ -91,8 +91,15 @@ def upgrade() -> None:
     op.create_index("ix_account_links_email_created", "account_links", ["email", "created_at"])
     op.create_index(op.f("ix_account_links_user_id"), "account_links", ["user_id"])
 
+    with op.batch_alter_table("topups", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("card_brand", sa.String(length=20), nullable=True))
+        batch_op.add_column(sa.Column("card_last4", sa.String(length=4), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("topups", schema=None) as batch_op:
+        batch_op.drop_column("card_last4")
+        batch_op.drop_column("card_brand")
     op.drop_table("account_links")
     op.drop_table("user_sessions")
     op.drop_table("mail_outbox")
