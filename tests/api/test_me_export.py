@@ -10,8 +10,8 @@ from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import db
-from tests.catalog_support import login_browser
-from tests.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.web import log_in as login_browser
 
 
 def fund(user_id: int, amount: int, intent_id: str) -> None:

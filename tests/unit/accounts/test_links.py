@@ -11,12 +11,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from models import AccountLink, OutboxMessage, User, UserSession, db, utcnow
-from tests.catalog_support import login_browser
-from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD, make_user
 from tests.support.browser_session import client_with_cookie, session_cookie
+from tests.support.factories import PASSWORD, make_user
 from tests.support.mail import deliver
 from tests.support.smtp import SMTPServer, html_part, text_part
+from tests.support.web import csrf_token_from
+from tests.support.web import log_in as login_browser
 
 LINK = re.compile(r"http://dispatch\.test/[^\s\"<>]+")
 

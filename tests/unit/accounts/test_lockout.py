@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch_pay.accounts.devices import COOKIE
-from tests.catalog_support import login_browser
-from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD, make_user
 from tests.support.browser_session import COOKIE_DOMAIN
+from tests.support.factories import PASSWORD, make_user
+from tests.support.web import csrf_token_from
+from tests.support.web import log_in as login_browser
 
 pytestmark = pytest.mark.usefixtures("client")  # the app context and rolled-back database
 

@@ -14,7 +14,7 @@ from dispatch_pay.cli import alembic_config
 from dispatch_pay.mail.outbox import queue_mail
 from models import MAIL_SENT, OutboxMessage, db
 from tests.conftest import test_config as app_config
-from tests.live_support import committing_sessions, private_database
+from tests.support.live import committing_sessions, private_database
 from tests.support.mail import deliver
 from tests.support.smtp import SMTPServer
 

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 
 from dispatch_pay.accounts.sessions import TOUCH_INTERVAL
 from models import User, UserSession, db, utcnow
-from tests.catalog_support import login_browser
-from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD, make_user
 from tests.support.browser_session import client_with_cookie, session_cookie
+from tests.support.factories import PASSWORD, make_user
+from tests.support.web import csrf_token_from
+from tests.support.web import log_in as login_browser
 
 
 def sessions_of(user: User) -> list[UserSession]:

@@ -14,10 +14,10 @@ from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.disputes import record_card_refund
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
 from models import OutboxMessage, TopUp, User, db
-from tests.catalog_support import login_browser
-from tests.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, make_user
 from tests.support.mail import deliver
 from tests.support.smtp import SMTPServer, html_part, text_part
+from tests.support.web import log_in as login_browser
 
 
 @pytest.fixture()
