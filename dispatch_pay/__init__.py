@@ -95,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.publisher import api as publisher_api
     from dispatch_pay.publisher import web as publisher_web
     from dispatch_pay.wallet import api as wallet_api
+    from dispatch_pay.wallet import closing_api
     from dispatch_pay.wallet import web as wallet_web
     from dispatch_pay.webhooks import web as webhooks_web
 
@@ -114,6 +115,8 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     app.register_blueprint(payments_web.bp)
     app.register_blueprint(payments_web.api_bp)
+    app.register_blueprint(closing_api.bp)
+    app.register_blueprint(closing_api.web_bp)
 
 
 def register_input_guards(app: Flask) -> None:

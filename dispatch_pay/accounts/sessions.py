@@ -107,3 +107,7 @@ def end_session(user: User, session_id: int) -> bool:
         delete(UserSession).where(UserSession.user_id == user.id, UserSession.id == session_id)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def session_record(session_id: int) -> UserSession | None:
+    return db.session.get(UserSession, session_id)

@@ -121,6 +121,18 @@ class StripeGateway:
             raise PaymentProviderUnavailable(str(exc)) from exc
         return intent_from_payload(pi.to_dict())
 
+    def refund(self, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
+        try:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": payment_intent_id, "amount": amount},
+                options={"idempotency_key": idempotency_key},
+            )
+        except (stripe.InvalidRequestError, stripe.CardError) as exc:
+            raise PaymentRequestRejected(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+        return str(refund.id)
+
     def charge_fee(self, payment_intent_id: str) -> Fee | None:
         """The fee of the PaymentIntent's latest charge, from its balance transaction (one
         request, both expanded); None while there is no charge or it is not settled."""

@@ -125,3 +125,13 @@ def close_dispute(
     if not won:
         _claw_back(topup, ENTRY_DISPUTE, dispute.amount, stripe_dispute_id)
     return "won" if won else "lost"
+
+
+def card_refund_room(topup: TopUp) -> tuple[int, int]:
+    """(refunded to the card so far, still refundable) of a credited top-up."""
+    assert topup.payment_intent_id is not None
+    refunded = _clawed_back(topup.payment_intent_id, (ENTRY_TOPUP_REFUNDED,))
+    room = _credited(topup.payment_intent_id) - _clawed_back(
+        topup.payment_intent_id, (ENTRY_TOPUP_REFUNDED, ENTRY_DISPUTE)
+    )
+    return refunded, max(room, 0)

@@ -167,6 +167,10 @@ def email_change_form(_actor: str, _world: World) -> dict[str, Any]:
 
 BOGUS_LINK = {"token": "bogus_token"}
 
+
+def account_password(_actor: str, _world: World) -> dict[str, Any]:
+    return {"password": PASSWORD}
+
 MATRIX: list[Row] = [
     # Pages anyone may see.
     Row("GET /", (200, 200, 200, 200)),
@@ -199,6 +203,10 @@ MATRIX: list[Row] = [
     Row("DELETE /api/v1/tokens/{token_id}", (401, 200, 404, 404)),
     Row("GET /api/v1/me", (401, 200, 200, 200)),
     Row("GET /api/v1/me/export", (401, 200, 200, 200)),
+    # The reader has a balance, which this app (no Stripe) cannot refund: 503, nothing
+    # deleted. The other reader has none and is deleted; publishers are closed by operators.
+    Row("DELETE /api/v1/me", (401, 503, 200, 403), json=account_password),
+    Row("POST /account/delete", (LOGIN, 302, 302, 302), form=account_password),
     Row("GET /api/v1/wallet/receipts/{topup_id}", (401, 200, 404, 404)),
     Row("GET /wallet/receipts/{topup_id}", (LOGIN, 200, 404, 404)),
     # Reading.
