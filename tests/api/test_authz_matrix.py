@@ -171,6 +171,7 @@ BOGUS_LINK = {"token": "bogus_token"}
 def account_password(_actor: str, _world: World) -> dict[str, Any]:
     return {"password": PASSWORD}
 
+
 MATRIX: list[Row] = [
     # Pages anyone may see.
     Row("GET /", (200, 200, 200, 200)),
