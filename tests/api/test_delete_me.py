@@ -4,6 +4,7 @@ its email erased, the ledger kept and balanced; 409 while a dispute is open."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from dispatch_pay import create_app
+from dispatch_pay.accounts import links
 from dispatch_pay.payments.gateway import Intent, PaymentProviderUnavailable
 from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.audit import audit
@@ -23,6 +25,7 @@ from models import (
     ENTRY_TOPUP_REFUNDED,
     ApiToken,
     LedgerEntry,
+    OutboxMessage,
     TopUp,
     User,
     UserSession,
@@ -33,6 +36,7 @@ from tests.conftest import IsolatedClient
 from tests.conftest import test_config as app_config
 from tests.support.factories import PASSWORD, bearer, make_article, make_token, make_user
 from tests.support.fake_gateway import InMemoryGateway
+from tests.support.stripe_helpers import card_top_up
 from tests.support.web import csrf_token_from, log_in
 
 _ids = itertools.count(1)
@@ -207,3 +211,50 @@ def test_the_account_page_deletes_after_a_recent_login(
     assert response.status_code == 302
     assert balance(reader.id) == 0
     assert site.get("/api/v1/me").status_code == 401
+
+
+def test_refunds_go_through_stripe(stripe_client: FlaskClient, localstripe: Any) -> None:
+    """The real gateway against localstripe: the refund is made at Stripe and recorded."""
+    reader = make_user()
+    token = make_token(reader)
+    response = card_top_up(stripe_client, localstripe.base, token, 700)
+    pi = response.get_json()["topup"]["id"]
+    assert balance(reader.id) == 700
+    deleted = delete_me(stripe_client, token)
+    assert deleted.status_code == 200, deleted.get_json()
+    assert deleted.get_json()["refunds"] == [
+        {"topup": pi, "amount": {"amount": 700, "currency": "usd"}}
+    ]
+    assert balance(reader.id) == 0
+    intent = stripe_client.application.extensions["payment_gateway"].retrieve_intent(pi)
+    assert intent.status == "succeeded"
+    assert audit() == []
+
+
+def test_links_mailed_before_deletion_cannot_revive_the_account(
+    site: FlaskClient, gateway: RefundingGateway
+) -> None:
+    reader = make_user()
+    log_in(site, reader.email)
+    token = csrf_token_from(site, "/account")
+    response = site.post(
+        "/account/email",
+        data={"email": "revived@example.com", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.status_code == 302
+    with site.application.test_request_context():
+        links.request_password_reset(reader.email)
+    (change,) = [m for m in outbox_links() if "/account/email/" in m]
+    assert delete_me(site, make_token(reader)).status_code == 200
+    browser = site.application.test_client()
+    page = browser.get(change)
+    assert page.status_code == 400
+    db.session.expire_all()
+    assert db.session.get(User, reader.id).email.startswith("deleted-")  # type: ignore[union-attr]
+
+
+def outbox_links() -> list[str]:
+    found: list[str] = []
+    for body in db.session.scalars(select(OutboxMessage.text_body)):
+        found += [m.removeprefix("http://dispatch.test") for m in re.findall(r"http://\S+", body)]
+    return found
