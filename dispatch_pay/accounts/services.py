@@ -78,15 +78,20 @@ def set_password(user: User, password: str) -> None:
     db.session.flush()
 
 
-def change_password(user: User, current: str, new: str) -> None:
-    """Change the password; every other session of the account ends (the caller's too)."""
-    if not check_password_hash(user.password_hash, current):
+def require_password(user: User, password: str, field: str = "password") -> None:
+    """A signed-in reader confirms a sensitive change; 422 naming `field` when wrong."""
+    if not check_password_hash(user.password_hash, password):
         raise DomainError(
             "invalid_credentials",
-            "The current password is wrong.",
+            "The password is wrong.",
             status=422,
-            fields={"current_password": ["The current password is wrong."]},
+            fields={field: ["The password is wrong."]},
         )
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Change the password; every other session of the account ends (the caller's too)."""
+    require_password(user, current, "current_password")
     set_password(user, new)
     end_sessions(user)
     begin_session(user)  # this browser stays in, under a new session id

@@ -239,13 +239,7 @@ def change_email() -> Response | tuple[str, int]:
     user = current_user._get_current_object()
     try:
         data = _load_form(ChangeEmailSchema())
-        if services.authenticate(user.email, data["password"]) is None:
-            raise DomainError(
-                "invalid_credentials",
-                "The password is wrong.",
-                status=422,
-                fields={"password": ["The password is wrong."]},
-            )
+        services.require_password(user, data["password"])
         links.request_email_change(user, data["email"])
     except ValidationError as exc:
         return _account_view(422, _form_errors(exc))

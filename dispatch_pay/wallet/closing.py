@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from werkzeug.security import check_password_hash
 
 from dispatch_pay.accounts import sessions
-from dispatch_pay.accounts.services import hash_password
+from dispatch_pay.accounts.services import hash_password, require_password
 from dispatch_pay.errors import DomainError
 from dispatch_pay.mail.outbox import queue_mail
 from dispatch_pay.payments.gateway import (
@@ -119,13 +118,7 @@ def record_refunds(made: list[PlannedRefund]) -> None:
 def check_may_close(user: User, password: str | None) -> None:
     """The password, or a browser session that logged in within the last few minutes."""
     if password is not None:
-        if not check_password_hash(user.password_hash, password):
-            raise DomainError(
-                "invalid_credentials",
-                "The password is wrong.",
-                status=422,
-                fields={"password": ["The password is wrong."]},
-            )
+        require_password(user, password)
         return
     session_id = sessions.current_session_id()
     record = sessions.session_record(session_id) if session_id else None

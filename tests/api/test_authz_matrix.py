@@ -34,8 +34,6 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import TestResponse
 
 from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
-from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import (
     ApiToken,
@@ -50,6 +48,7 @@ from models import (
     db,
 )
 from tests.support.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
+from tests.support.wallet import credit_topup
 from tests.support.web import csrf_token_from, log_in
 
 ACTORS = ("anonymous", "reader", "other", "publisher")
@@ -291,18 +290,7 @@ MATRIX: list[Row] = [
 
 def fund(user: User, amount: int) -> str:
     """Credit a succeeded top-up the way the webhook would; returns its PaymentIntent id."""
-    intent_id = f"pi_matrix_{user.id}_{next(_seq)}"
-    credit_intent(
-        Intent(
-            id=intent_id,
-            status="succeeded",
-            amount=amount,
-            currency="usd",
-            metadata={"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"},
-        )
-    )
-    db.session.commit()
-    return intent_id
+    return credit_topup(user, amount, f"pi_matrix_{user.id}_{next(_seq)}")
 
 
 def build_world() -> World:

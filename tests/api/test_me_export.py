@@ -6,31 +6,17 @@ import json
 
 from flask.testing import FlaskClient
 
-from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import db
 from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.wallet import credit_topup
 from tests.support.web import log_in as login_browser
-
-
-def fund(user_id: int, amount: int, intent_id: str) -> None:
-    credit_intent(
-        Intent(
-            id=intent_id,
-            status="succeeded",
-            amount=amount,
-            currency="usd",
-            metadata={"dispatch_reader": str(user_id), "dispatch_purpose": "wallet_topup"},
-        )
-    )
-    db.session.commit()
 
 
 def test_export_holds_everything_about_the_reader_and_no_secrets(client: FlaskClient) -> None:
     reader = make_user()
     token = make_token(reader)
-    fund(reader.id, 500, "pi_export_1")
+    credit_topup(reader, 500, "pi_export_1")
     article = make_article(price=39)
     purchase_article(reader, article)
     db.session.commit()

@@ -34,20 +34,12 @@ expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="module")
-def mail_server() -> Iterator[SMTPServer]:
-    server = SMTPServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def mail_site(
-    tmp_path_factory: pytest.TempPathFactory, mail_server: SMTPServer
+    tmp_path_factory: pytest.TempPathFactory, smtp_server: SMTPServer
 ) -> Iterator[LiveSite]:
     log_dir = tmp_path_factory.mktemp("mail-live")
     env = {
-        "MAIL_URL": mail_server.url,
+        "MAIL_URL": smtp_server.url,
         "MAIL_FROM": "Dispatch <news@dispatch.example>",
         "SELLER_NAME": "Dispatch Media Ltd",
         "SELLER_ADDRESS": "1 Press Row, London",
@@ -81,8 +73,9 @@ def flash(page: Any) -> Any:
 
 
 def test_a_reader_lives_by_mail_links_alone(
-    page: Any, browser: Any, mail_site: LiveSite, mail_server: SMTPServer
+    page: Any, browser: Any, mail_site: LiveSite, smtp: SMTPServer
 ) -> None:
+    mail_server = smtp
     email = "link-only-reader@example.org"
     page.goto(mail_site.url("/login"))
     page.get_by_role("link", name="Email me a sign-in link instead").click()
@@ -142,8 +135,9 @@ def test_a_reader_lives_by_mail_links_alone(
 
 
 def test_mail_queued_while_the_mail_server_is_down_arrives_once_it_is_back(
-    page: Any, mail_site: LiveSite, mail_server: SMTPServer
+    page: Any, mail_site: LiveSite, smtp: SMTPServer
 ) -> None:
+    mail_server = smtp
     mail_server.stop()
     try:
         page.goto(mail_site.url("/password/reset"))

@@ -9,14 +9,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from dispatch_pay.payments.gateway import Intent, intent_from_payload
-from dispatch_pay.payments.services import credit_intent
+from dispatch_pay.payments.gateway import intent_from_payload
 from dispatch_pay.wallet.disputes import record_card_refund
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
 from models import OutboxMessage, TopUp, User, db
 from tests.support.factories import bearer, make_article, make_token, make_user
 from tests.support.mail import deliver
 from tests.support.smtp import SMTPServer, html_part, text_part
+from tests.support.wallet import credit_topup
 from tests.support.web import log_in as login_browser
 
 
@@ -33,20 +33,8 @@ def seller(app: Flask) -> Iterator[None]:
 
 
 def credit(user: User, intent_id: str, amount: int = 500) -> bool:
-    done = credit_intent(
-        Intent(
-            id=intent_id,
-            status="succeeded",
-            amount=amount,
-            currency="usd",
-            metadata={"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"},
-            charge_id=f"ch_{intent_id}",
-            card_brand="visa",
-            card_last4="4242",
-        )
-    )
-    db.session.commit()
-    return done
+    card = {"charge_id": f"ch_{intent_id}", "card_brand": "visa", "card_last4": "4242"}
+    return credit_topup(user, amount, intent_id, **card) == intent_id
 
 
 def mails(kind: str) -> int:
