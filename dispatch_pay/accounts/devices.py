@@ -19,7 +19,8 @@ def _serializer() -> URLSafeSerializer:
 
 
 def _account_key(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    # surrogatepass: whatever a request carried (lone surrogates too) hashes, never raises.
+    return hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _remembered() -> list[str]:

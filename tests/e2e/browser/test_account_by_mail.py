@@ -117,7 +117,7 @@ def test_a_reader_lives_by_mail_links_alone(
         second.get_by_label("New password").fill("a fresh reader password")
         second.get_by_role("button", name="Set the new password").click()
         expect(second.locator(".flash")).to_contain_text("every other browser is logged out")
-        expect(second.get_by_role("heading", name="Your account")).to_be_visible()
+        expect(second.get_by_role("heading", name="Your account", exact=True)).to_be_visible()
     finally:
         other.close()
 

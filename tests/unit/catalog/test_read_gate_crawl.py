@@ -108,6 +108,7 @@ FILLERS: dict[str, Callable[[Scene], list[str]]] = {
     "topup_id": lambda s: ["pi_not_ours"],
     "payment_intent_id": lambda s: ["pi_not_ours"],
     "purchase_id": lambda s: ["1"],
+    "token": lambda s: ["not-a-link-we-sent"],  # mailed sign-in, reset and email links
 }
 
 
