@@ -186,3 +186,21 @@ class ExportSchema(Schema):
     tokens = fields.List(fields.Nested(TokenSchema), required=True)
     sessions = fields.List(fields.Nested(SessionSchema), required=True)
     mail = fields.List(fields.Nested(ExportMailSchema), required=True)
+
+
+# Response bodies of the accounts API (`required=True` on an output field documents
+# that the key is always present; marshmallow ignores it on dump).
+class UserSchema(ReaderSchema):
+    role = fields.String(required=True, metadata={"enum": ["reader", "publisher"]})
+
+
+class MeSchema(Schema):
+    user = fields.Nested(UserSchema, required=True)
+
+
+class TokenListSchema(Schema):
+    tokens = fields.List(fields.Nested(TokenSchema), required=True)
+
+
+class TokenRevokedSchema(Schema):
+    token_details = fields.Nested(TokenSchema, required=True)

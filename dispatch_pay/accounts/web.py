@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -28,38 +27,17 @@ from dispatch_pay.accounts.schemas import (
 )
 from dispatch_pay.accounts.sessions import begin_session, end_current_session
 from dispatch_pay.errors import DomainError, not_found
-from dispatch_pay.inputs import ROW_ID
+from dispatch_pay.inputs import ROW_ID, form_errors
+from dispatch_pay.urls import local_path
 from models import LINK_EMAIL_CHANGE, LINK_PASSWORD_RESET, LINK_SIGN_IN
 
 bp = Blueprint("accounts", __name__)
 
 
-def safe_next(target: str | None) -> str:
-    """Only a path on this site; anything else (other hosts, schemes, //x) goes home."""
-    fallback = url_for("catalog.front_page")
-    if (
-        not target
-        or not target.startswith("/")
-        or target.startswith("//")
-        or "\\" in target
-        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
-    ):
-        return fallback
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return fallback
-    return target
-
-
-def _form_errors(exc: ValidationError) -> dict[str, list[str]]:
-    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return {k: v if isinstance(v, list) else [str(v)] for k, v in messages.items()}
-
-
 @bp.route("/signup", methods=["GET", "POST"])
 @signup_limit
 def signup() -> Response | str | tuple[str, int]:
-    next_url = safe_next(request.values.get("next"))
+    next_url = local_path(request.values.get("next"))
     if request.method == "GET":
         return render_template("signup.html", next_url=next_url, errors={}, email="")
     try:
@@ -71,7 +49,7 @@ def signup() -> Response | str | tuple[str, int]:
         return render_template(
             "signup.html",
             next_url=next_url,
-            errors=_form_errors(exc),
+            errors=form_errors(exc),
             email=request.form.get("email", ""),
         ), 422
     except DomainError as exc:
@@ -90,7 +68,7 @@ def signup() -> Response | str | tuple[str, int]:
 @login_limit
 @login_email_limit
 def login() -> Response | str | tuple[str, int]:
-    next_url = safe_next(request.values.get("next"))
+    next_url = local_path(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next_url=next_url, error=None, email="")
     email = request.form.get("email", "")
@@ -135,7 +113,7 @@ def _mail_request_page(
         data = _load_form(EmailRequestSchema())
     except ValidationError as exc:
         return render_template(
-            template, sent=False, errors=_form_errors(exc), email=request.form.get("email", "")
+            template, sent=False, errors=form_errors(exc), email=request.form.get("email", "")
         ), 422
     request_mail(data["email"])
     return render_template(template, sent=True, errors={}, email=data["email"])
@@ -179,7 +157,7 @@ def password_reset_link(token: str) -> Response | str | tuple[str, int]:
     try:
         data = _load_form(NewPasswordSchema())
     except ValidationError as exc:
-        return render_template("password_new.html", email=link.email, errors=_form_errors(exc)), 422
+        return render_template("password_new.html", email=link.email, errors=form_errors(exc)), 422
     links.reset_password_with_link(token, data["password"])
     flash("Your password is changed, and every other browser is logged out.")
     return redirect(url_for("accounts.account_page"))
@@ -226,7 +204,7 @@ def change_password() -> Response | tuple[str, int]:
             current_user._get_current_object(), data["current_password"], data["new_password"]
         )
     except ValidationError as exc:
-        return _account_view(422, _form_errors(exc))
+        return _account_view(422, form_errors(exc))
     except DomainError as exc:
         return _account_view(exc.status, exc.fields or {"_schema": [exc.message]})
     flash("Your password is changed, and every other browser is logged out.")
@@ -242,7 +220,7 @@ def change_email() -> Response | tuple[str, int]:
         services.require_password(user, data["password"])
         links.request_email_change(user, data["email"])
     except ValidationError as exc:
-        return _account_view(422, _form_errors(exc))
+        return _account_view(422, form_errors(exc))
     except DomainError as exc:
         return _account_view(exc.status, exc.fields or {"_schema": [exc.message]})
     flash(f"We sent a link to {data['email']}. Your address changes when you open it.")

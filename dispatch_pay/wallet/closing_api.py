@@ -7,14 +7,14 @@ from flask_login import current_user, login_required
 from marshmallow import Schema, fields, validate
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from dispatch_pay.accounts.auth import api_blueprint, require_user
 from dispatch_pay.accounts.schemas import PASSWORD_MAX_LENGTH
 from dispatch_pay.accounts.sessions import end_current_session
-from dispatch_pay.api.auth import api_blueprint, require_user
 from dispatch_pay.api.openapi import operation
 from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import load, load_json
 from dispatch_pay.money import MoneySchema
-from dispatch_pay.payments.services import gateway
+from dispatch_pay.payments.gateway import require_gateway
 from dispatch_pay.wallet import closing
 from models import User, db
 
@@ -90,7 +90,7 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
     # before Stripe is asked (no network call under locks); what Stripe refunded is
     # recorded in the second, together with shutting the account.
     db.session.commit()
-    made = closing.refund_to_cards(gateway(), planned) if planned else []
+    made = closing.refund_to_cards(require_gateway(), planned) if planned else []
     user = db.session.get(User, user.id) or user
     closing.record_refunds(made)
     if len(made) < len(planned):

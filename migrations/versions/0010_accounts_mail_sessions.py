@@ -1,7 +1,7 @@
 """mail outbox, server-side login sessions, one-time account links, receipt card details
 
 Revision ID: 0010_accounts_mail_sessions
-Revises: 0007
+Revises: 0008_status_enums
 Create Date: 2026-12-02 03:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision = "0010_accounts_mail_sessions"
-down_revision = "0007"
+down_revision = "0008_status_enums"
 branch_labels = None
 depends_on = None
 

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from dispatch_pay import create_app
 from dispatch_pay.accounts import links
 from dispatch_pay.payments.gateway import Intent, PaymentProviderUnavailable
-from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.audit import audit
+from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.disputes import open_dispute, record_card_refund
 from dispatch_pay.wallet.services import purchase_article
 from models import (
@@ -64,7 +64,9 @@ def gateway_app(backend: Any) -> tuple[Flask, RefundingGateway]:
     _kind, engine = backend
     gateway = RefundingGateway()
     app = create_app(
-        app_config(engine.url.render_as_string(hide_password=False), PAYMENT_GATEWAY=gateway)
+        app_config(engine.url.render_as_string(hide_password=False)),
+        payment_gateway=gateway,
+        configure_database=False,
     )
     app.test_client_class = IsolatedClient
     return app, gateway

@@ -155,26 +155,24 @@ def live_app_env(database_url: str, stripe_base: str) -> dict[str, str]:
 
 @contextmanager
 def running_site(
-    log_dir: Path,
-    *,
-    workers: int = 2,
-    seed: bool = True,
-    extra_env: dict[str, str] | None = None,
+    log_dir: Path, *, workers: int = 2, seed: bool = True, env: dict[str, str] | None = None
 ) -> Iterator[LiveSite]:
-    """Database, localstripe, migrations, demo data, gunicorn, webhook registered."""
+    """Database, localstripe, migrations, demo data, gunicorn, webhook registered.
+
+    `env` adds to (or overrides) the app's environment, e.g. TRUSTED_PROXIES."""
     with private_database(log_dir) as url:
         stripe = LocalStripe(log_dir)
         stripe.start()
         try:
-            env = {**live_app_env(url, stripe.base), **(extra_env or {})}
-            flask_command(url, "db", "upgrade", **env)
+            app_env = {**live_app_env(url, stripe.base), **(env or {})}
+            flask_command(url, "db", "upgrade", **app_env)
             if seed:
-                flask_command(url, "seed-demo", **env)
-            app = AppServer(log_dir, env, workers=workers, name="live-app")
+                flask_command(url, "seed-demo", **app_env)
+            app = AppServer(log_dir, app_env, workers=workers, name="live-app")
             app.start()
             try:
                 stripe.register_webhook(f"{app.base}/webhooks/stripe", WEBHOOK_SECRET)
-                yield LiveSite(app=app, stripe=stripe, database_url=url, extra_env=extra_env or {})
+                yield LiveSite(app=app, stripe=stripe, database_url=url, extra_env=env or {})
             finally:
                 app.stop()
         finally:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.payments.services import credit_intent
+from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
 from models import ENTRY_ADJUSTMENT, Article, Purchase, User, db

@@ -45,7 +45,7 @@ def mail_site(
         "SELLER_ADDRESS": "1 Press Row, London",
         "SELLER_TAX_ID": "GB123456789",
     }
-    with running_site(log_dir, extra_env=env) as site:
+    with running_site(log_dir, env=env) as site:
         sender = MailSender(log_dir, site.app_env())
         sender.start()
         try:

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from dispatch_pay.payments.gateway import intent_from_payload
+from dispatch_pay.payments.stripe_gateway import intent_from_payload
 from dispatch_pay.wallet.disputes import record_card_refund
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
 from models import OutboxMessage, TopUp, User, db

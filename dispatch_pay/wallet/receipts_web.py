@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, render_template
 from flask_login import current_user, login_required
 from marshmallow import Schema, fields
 
-from dispatch_pay.api.auth import api_blueprint, require_user
+from dispatch_pay.accounts.auth import api_blueprint, require_user
 from dispatch_pay.api.openapi import operation
 from dispatch_pay.money import MoneySchema
 from dispatch_pay.payments.receipts import receipt_for
