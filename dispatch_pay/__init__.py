@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 
+from dispatch_pay.accounts.sessions import load_session_user
 from dispatch_pay.catalog.public_cache import register_public_cache
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
@@ -61,12 +62,13 @@ def register_extensions(app: Flask, configure_database: bool = True) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = "Log in to continue."
+    # Sessions live on the server (accounts.sessions); flask-login's own cookie
+    # fingerprinting would only rewrite the cookie on every request.
+    login_manager.session_protection = None
 
-    @login_manager.user_loader
-    def _load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        return db.session.get(User, int(user_id))
+    @login_manager.request_loader
+    def _load_user(_request: Request) -> User | None:
+        return load_session_user()
 
 
 def register_payment_gateway(app: Flask, gateway: PaymentGateway | object | None) -> None:
@@ -110,6 +112,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.publisher import web as publisher_web
     from dispatch_pay.verification import web as verification_web
     from dispatch_pay.wallet import api as wallet_api
+    from dispatch_pay.wallet import closing_api, receipts_web
     from dispatch_pay.wallet import web as wallet_web
     from dispatch_pay.webhooks import web as webhooks_web
 
@@ -130,6 +133,10 @@ def register_blueprints(app: Flask) -> None:
         openapi,
     ):
         app.register_blueprint(module.bp)
+    app.register_blueprint(receipts_web.bp)
+    app.register_blueprint(receipts_web.api_bp)
+    app.register_blueprint(closing_api.bp)
+    app.register_blueprint(closing_api.web_bp)
 
 
 def register_mcp(app: Flask) -> None:

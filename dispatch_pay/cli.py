@@ -234,9 +234,43 @@ def mcp_command(token_env: str) -> None:
     anyio.run(server.run_stdio_async)
 
 
+@click.command("send-mail")
+@click.option("--forever", is_flag=True, help="Keep delivering as mail is queued.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+def send_mail_command(forever: bool, interval: float) -> None:
+    """Deliver queued mail (SMTP at MAIL_URL, or .eml files under instance/outbox/)."""
+    import time
+
+    from dispatch_pay.mail.delivery import deliver_due, transport_from_url
+
+    config = current_app.config
+    transport = transport_from_url(
+        config["MAIL_URL"],
+        Path(current_app.instance_path) / "outbox",
+        timeout=float(config["MAIL_TIMEOUT_SECONDS"]),
+    )
+    click.echo(f"send-mail: delivering to {transport.describe()}")
+    while True:
+        try:
+            sent, failed = deliver_due(transport, config["MAIL_FROM"])
+        except OperationalError as exc:
+            if not forever:
+                raise CouldNotRun(_database_down(exc)) from exc
+            click.echo(f"send-mail: {_database_down(exc)}", err=True)
+            sent = failed = 0
+        finally:
+            db.session.remove()
+        if sent or failed or not forever:
+            click.echo(f"send-mail: {sent} sent, {failed} to retry later.", err=False)
+        if not forever:
+            return
+        time.sleep(interval)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(signing_key_group)
     app.cli.add_command(mcp_command)
+    app.cli.add_command(send_mail_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(audit_command)
     app.cli.add_command(db_group)

@@ -1,6 +1,17 @@
 """SQLAlchemy models and the `db` object. Nothing here imports dispatch_pay."""
 
-from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, TokenKind, User
+from models.accounts import (
+    LINK_EMAIL_CHANGE,
+    LINK_PASSWORD_RESET,
+    LINK_SIGN_IN,
+    ROLE_PUBLISHER,
+    ROLE_READER,
+    AccountLink,
+    ApiToken,
+    TokenKind,
+    User,
+    UserSession,
+)
 from models.base import Base, Database, db, utcnow
 from models.catalog import (
     CATALOG_STATE_ID,
@@ -17,6 +28,7 @@ from models.catalog import (
     VerificationReport,
     bump_catalog_version,
 )
+from models.mail import MAIL_FAILED, MAIL_QUEUED, MAIL_SENT, OutboxMessage
 from models.publisher import PriceChange, PublicationSettings
 from models.wallet import (
     ENTRY_ADJUSTMENT,
@@ -49,6 +61,12 @@ __all__ = [
     "ENTRY_REFUND",
     "ENTRY_TOPUP",
     "ENTRY_TOPUP_REFUNDED",
+    "LINK_EMAIL_CHANGE",
+    "LINK_PASSWORD_RESET",
+    "LINK_SIGN_IN",
+    "MAIL_FAILED",
+    "MAIL_QUEUED",
+    "MAIL_SENT",
     "PURCHASE_ACTIVE",
     "PURCHASE_REFUNDED",
     "ROLE_PUBLISHER",
@@ -57,6 +75,7 @@ __all__ = [
     "STATUS_PUBLISHED",
     "STATUS_WITHDRAWN",
     "VERDICTS",
+    "AccountLink",
     "ApiToken",
     "Article",
     "ArticleRevision",
@@ -70,6 +89,7 @@ __all__ = [
     "EntryKind",
     "LedgerEntry",
     "Manifest",
+    "OutboxMessage",
     "PriceChange",
     "PublicationSettings",
     "Purchase",
@@ -80,6 +100,7 @@ __all__ = [
     "TopUp",
     "TopUpStatus",
     "User",
+    "UserSession",
     "VerificationReport",
     "Wallet",
     "WebhookEvent",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, one_of, utcnow
@@ -92,3 +92,53 @@ class ApiToken(Base):
     @property
     def is_agent(self) -> bool:
         return self.kind == TokenKind.AGENT
+
+
+class UserSession(Base):
+    """A browser login. The cookie carries a random secret; only its SHA-256 is stored.
+
+    Deleting the row ends the session on the server (logout, "log out everywhere",
+    password change or reset), whatever copies of the cookie exist."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+    user: Mapped[User] = relationship()
+
+
+LINK_SIGN_IN = "sign_in"
+LINK_PASSWORD_RESET = "password_reset"  # noqa: S105 - a link purpose, not a secret
+LINK_EMAIL_CHANGE = "email_change"
+
+
+class AccountLink(Base):
+    """A mailed one-time link (sign-in, password reset, email change); only its hash is kept.
+
+    Bound to the address it was mailed to: a sign-in link for an address without an
+    account (user_id NULL) creates the account when the reader confirms it."""
+
+    __tablename__ = "account_links"
+    __table_args__ = (
+        CheckConstraint(
+            "purpose IN ('sign_in', 'password_reset', 'email_change')", name="purpose_known"
+        ),
+        Index("ix_account_links_email_created", "email", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

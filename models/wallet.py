@@ -211,6 +211,9 @@ class TopUp(Base):
         ForeignKey("articles.id", ondelete="SET NULL"), default=None
     )
     charge_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    # For the receipt: the card that paid, as Stripe reports it on the charge.
+    card_brand: Mapped[str | None] = mapped_column(String(20), default=None)
+    card_last4: Mapped[str | None] = mapped_column(String(4), default=None)
     # Stripe's fee for the charge, from its balance transaction: minor units of
     # fee_currency (the settlement currency). Written once, never overwritten.
     fee: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -27,6 +27,7 @@ from models import db
 from models.base import build_engine
 from tests.support import ledger_check
 from tests.support.servers import LocalStripe
+from tests.support.smtp import SMTPServer
 from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -212,3 +213,23 @@ def stripe_client(stripe_app: Flask, db_connection: Any) -> Iterator[FlaskClient
 @pytest.fixture()
 def backend_kind(backend: tuple[str, Engine]) -> str:
     return backend[0]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on a loopback port for the whole run."""
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def smtp(smtp_server: SMTPServer) -> Iterator[SMTPServer]:
+    """The SMTP server with an empty inbox, running again if a test stopped it."""
+    if not smtp_server.running:
+        smtp_server.start()
+    smtp_server.inbox.clear()
+    yield smtp_server
+    if not smtp_server.running:
+        smtp_server.start()

@@ -13,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from dispatch_pay.accounts.sessions import begin_session, end_sessions
 from dispatch_pay.errors import DomainError
+from dispatch_pay.mail.outbox import absolute_url, queue_mail
 from dispatch_pay.money import Money
 from models import ROLE_PUBLISHER, ROLE_READER, ApiToken, TokenKind, User, db, utcnow
 
@@ -70,6 +72,36 @@ def authenticate(email: str, password: str) -> User | None:
     if not check_password_hash(user.password_hash, password):
         return None
     return user
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    db.session.flush()
+
+
+def require_password(user: User, password: str, field: str = "password") -> None:
+    """A signed-in reader confirms a sensitive change; 422 naming `field` when wrong."""
+    if not check_password_hash(user.password_hash, password):
+        raise DomainError(
+            "invalid_credentials",
+            "The password is wrong.",
+            status=422,
+            fields={field: ["The password is wrong."]},
+        )
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Change the password; every other session of the account ends (the caller's too)."""
+    require_password(user, current, "current_password")
+    set_password(user, new)
+    end_sessions(user)
+    begin_session(user)  # this browser stays in, under a new session id
+    queue_mail(
+        "password_changed",
+        user.email,
+        "Your password was changed",
+        reset_url=absolute_url("accounts.password_reset"),
+    )
 
 
 def ensure_publisher(email: str, password: str | None) -> User:

@@ -12,6 +12,7 @@ from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError, invalid_fields
 from dispatch_pay.money import Money
 from dispatch_pay.payments.limits import topup_offer
+from dispatch_pay.payments.receipts import queue_purchase_refund_note
 from dispatch_pay.wallet.budgets import check_agent_budget, lock_agent_token
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
@@ -179,6 +180,10 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     purchase.refunded_by = RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
+    )
+    article = db.session.get(Article, purchase.article_id)
+    queue_purchase_refund_note(
+        purchase.user_id, article.title if article else "", purchase.amount, purchase.currency
     )
     db.session.execute(
         delete(Entitlement).where(

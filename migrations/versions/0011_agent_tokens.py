@@ -1,7 +1,7 @@
 """agent tokens: a token kind with a per-article and daily budget; purchases name the agent
 
 Revision ID: 0011_agent_tokens
-Revises: 0008_status_enums
+Revises: 0010_accounts_mail_sessions
 Create Date: 2026-12-02 03:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_agent_tokens"
-down_revision = "0009_signed_manifests"
+down_revision = "0010_accounts_mail_sessions"
 branch_labels = None
 depends_on = None
 

@@ -37,10 +37,19 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import TestResponse
 
 from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
-from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.services import purchase_article
-from models import ApiToken, Article, Entitlement, LedgerEntry, Purchase, TopUp, User, Wallet, db
+from models import (
+    ApiToken,
+    Article,
+    Entitlement,
+    LedgerEntry,
+    Purchase,
+    TopUp,
+    User,
+    UserSession,
+    Wallet,
+    db,
+)
 from tests.support.factories import (
     PASSWORD,
     bearer,
@@ -50,6 +59,7 @@ from tests.support.factories import (
     make_token,
     make_user,
 )
+from tests.support.wallet import credit_topup
 from tests.support.web import csrf_token_from, log_in
 
 ACTORS = ("anonymous", "reader", "other", "publisher", "agent")
@@ -172,6 +182,26 @@ def agent_form(_actor: str, _world: World) -> dict[str, Any]:
 
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
 
+
+def link_request_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"email": _email()}
+
+
+def password_change_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"current_password": PASSWORD, "new_password": PASSWORD}
+
+
+def email_change_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"email": _email(), "password": PASSWORD}
+
+
+BOGUS_LINK = {"token": "bogus_token"}
+
+
+def account_password(_actor: str, _world: World) -> dict[str, Any]:
+    return {"password": PASSWORD}
+
+
 MATRIX: list[Row] = [
     # Pages anyone may see.
     Row("GET /", (200, 200, 200, 200)),
@@ -222,6 +252,13 @@ MATRIX: list[Row] = [
         (401, 200, 404, 403),
         values={"token_id": "agent_token_id"},
     ),
+    Row("GET /api/v1/me/export", (401, 200, 200, 200)),
+    # The reader has a balance, which this app (no Stripe) cannot refund: 503, nothing
+    # deleted. The other reader has none and is deleted; publishers are closed by operators.
+    Row("DELETE /api/v1/me", (401, 503, 200, 403), json=account_password),
+    Row("POST /account/delete", (LOGIN, 302, 302, 302), form=account_password),
+    Row("GET /api/v1/wallet/receipts/{topup_id}", (401, 200, 404, 404)),
+    Row("GET /wallet/receipts/{topup_id}", (LOGIN, 200, 404, 404)),
     # Reading.
     Row("GET /api/v1/articles", (200, 200, 200, 200), agent=200),
     Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200), agent=200),
@@ -248,6 +285,23 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/publisher/articles", (401, 403, 403, 200)),
     Row("GET /api/v1/publisher/articles/{slug}", (401, 403, 403, 200)),
     Row("GET /api/v1/publisher/sales", (401, 403, 403, 200)),
+    # Mailed links and the account page.
+    Row("GET /login/link", (200, 200, 200, 200)),
+    Row("POST /login/link", (200, 200, 200, 200), form=link_request_form),
+    Row("GET /login/link/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /login/link/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /password/reset", (200, 200, 200, 200)),
+    Row("POST /password/reset", (200, 200, 200, 200), form=link_request_form),
+    Row("GET /password/reset/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /password/reset/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /account/email/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /account/email/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /account", (LOGIN, 200, 200, 200)),
+    Row("POST /account/password", (LOGIN, 302, 302, 302), form=password_change_form),
+    Row("POST /account/email", (LOGIN, 302, 302, 302), form=email_change_form),
+    # The reader's session on another browser: only the reader may end it.
+    Row("POST /account/sessions/{session_id}/end", (LOGIN, 302, 404, 404), form=nothing),
+    Row("POST /account/sessions/end-all", (LOGIN, 302, 302, 302), form=nothing),
     # The publisher's dashboard.
     Row("GET /publisher", (LOGIN, 403, 403, 200)),
     Row("GET /publisher/articles/new", (LOGIN, 403, 403, 200)),
@@ -290,18 +344,7 @@ MATRIX: list[Row] = [
 
 def fund(user: User, amount: int) -> str:
     """Credit a succeeded top-up the way the webhook would; returns its PaymentIntent id."""
-    intent_id = f"pi_matrix_{user.id}_{next(_seq)}"
-    credit_intent(
-        Intent(
-            id=intent_id,
-            status="succeeded",
-            amount=amount,
-            currency="usd",
-            metadata={"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"},
-        )
-    )
-    db.session.commit()
-    return intent_id
+    return credit_topup(user, amount, f"pi_matrix_{user.id}_{next(_seq)}")
 
 
 def build_world() -> World:
@@ -332,8 +375,17 @@ def build_world() -> World:
         "topup_id": topup_id,
         "filename": "style.css",
         "sequence": 1,  # the owned article's first signed manifest
+        "session_id": _session_elsewhere(users["reader"]),
+        "bogus_token": "not-a-link-we-sent",
     }
     return World(users=users, tokens=tokens, values=values)
+
+
+def _session_elsewhere(user: User) -> int:
+    record = UserSession(user_id=user.id, token_hash=f"{user.id:064d}", user_agent="Elsewhere")
+    db.session.add(record)
+    db.session.commit()
+    return record.id
 
 
 def _token_id(secret: str) -> int:

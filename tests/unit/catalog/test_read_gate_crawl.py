@@ -135,6 +135,7 @@ FILLERS: dict[str, Callable[[Scene], list[str]]] = {
     "payment_intent_id": lambda s: ["pi_not_ours"],
     "purchase_id": lambda s: ["1"],
     "sequence": lambda s: ["1", "2"],
+    "token": lambda s: ["not-a-link-we-sent"],  # mailed sign-in, reset and email links
 }
 
 
