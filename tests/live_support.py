@@ -153,13 +153,16 @@ def live_app_env(database_url: str, stripe_base: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_site(log_dir: Path, *, workers: int = 2, seed: bool = True) -> Iterator[LiveSite]:
-    """Database, localstripe, migrations, demo data, gunicorn, webhook registered."""
+def running_site(
+    log_dir: Path, *, workers: int = 2, seed: bool = True, env: dict[str, str] | None = None
+) -> Iterator[LiveSite]:
+    """Database, localstripe, migrations, demo data, gunicorn, webhook registered.
+    `env`: more settings for the app (e.g. STRIPE_TIMEOUT_SECONDS)."""
     with private_database(log_dir) as url:
         stripe = LocalStripe(log_dir)
         stripe.start()
         try:
-            env = live_app_env(url, stripe.base)
+            env = {**live_app_env(url, stripe.base), **(env or {})}
             flask_command(url, "db", "upgrade", **env)
             if seed:
                 flask_command(url, "seed-demo", **env)

@@ -134,3 +134,45 @@ def card_top_up(client: Any, api_base: str, token: str, amount: int = 500, **ext
     )
     assert response.status_code == 201, response.json
     return response
+
+
+def unheard_top_up(client: Any, api_base: str, token: str, amount: int = 500, **extra: Any) -> str:
+    """A top-up the app made (its PaymentIntent carries all of the app's metadata) that
+    then succeeded in Stripe without the app hearing of it: a card that asks for 3-D
+    Secure, authenticated in Stripe as Stripe.js would. No webhook, no poll. Its id."""
+    response = client.post(
+        "/api/v1/wallet/topups",
+        json={
+            "amount": amount,
+            "currency": "usd",
+            "payment_method": card_payment_method(api_base, CARD_3DS),
+            **extra,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.json
+    topup = response.json["topup"]
+    assert topup["status"] == "requires_action"
+    stripe_client(api_base).raw_request(
+        "post",
+        f"/v1/payment_intents/{topup['id']}/_authenticate",
+        client_secret=topup["client_secret"],
+        success="true",
+    )
+    return str(topup["id"])
+
+
+def stripe_charge_of(api_base: str, pi_id: str) -> dict[str, Any]:
+    """The latest charge of a PaymentIntent exactly as Stripe serialises it."""
+    pi = stripe_client(api_base).v1.payment_intents.retrieve(
+        pi_id, params={"expand": ["latest_charge"]}
+    )
+    charge: dict[str, Any] = json.loads(json.dumps(pi.to_dict()["latest_charge"]))
+    return charge
+
+
+def stripe_intent_of(api_base: str, pi_id: str) -> dict[str, Any]:
+    """A PaymentIntent exactly as Stripe serialises it (latest_charge as an id)."""
+    pi = stripe_client(api_base).v1.payment_intents.retrieve(pi_id)
+    data: dict[str, Any] = json.loads(json.dumps(pi.to_dict()))
+    return data
