@@ -7,6 +7,15 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from dispatch_pay.money import DEFAULT_CURRENCY
+
+# Every default lives here; the app and its modules read app.config, never a literal.
+# The whole budget of one Stripe call, shared by its attempts: a reader waits about
+# this long, never more, before a hung Stripe becomes a 503.
+STRIPE_TIMEOUT_SECONDS = 10.0
+# Retries reuse the Idempotency-Key, so Stripe never charges twice for them.
+STRIPE_NETWORK_RETRIES = 1
+
 
 class ConfigurationError(RuntimeError):
     pass
@@ -44,8 +53,12 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
-        "STRIPE_TIMEOUT_SECONDS": float(os.environ.get("STRIPE_TIMEOUT_SECONDS") or 10),
-        "STRIPE_NETWORK_RETRIES": int(os.environ.get("STRIPE_NETWORK_RETRIES") or 1),
+        "STRIPE_TIMEOUT_SECONDS": float(
+            os.environ.get("STRIPE_TIMEOUT_SECONDS") or STRIPE_TIMEOUT_SECONDS
+        ),
+        "STRIPE_NETWORK_RETRIES": int(
+            os.environ.get("STRIPE_NETWORK_RETRIES") or STRIPE_NETWORK_RETRIES
+        ),
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "PASSWORD_HASH_METHOD": "scrypt",
         "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -69,6 +82,10 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "API_PAGE_SIZE": 20,
         "SITE_NAME": "Dispatch",
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+        "DEFAULT_ARTICLE_PRICE": {"amount": 39, "currency": DEFAULT_CURRENCY},
+        "PUBLIC_CACHE_ENABLED": True,
+        "PUBLIC_CACHE_MAX_AGE": 10,
+        "PUBLIC_CACHE_MAX_BYTES": 64 * 1024 * 1024,
     }
     config.update(overrides)
     if not config["SECRET_KEY"]:

@@ -35,7 +35,7 @@ from werkzeug.test import TestResponse
 
 from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
 from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.payments.services import credit_intent
+from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import ApiToken, Article, Entitlement, LedgerEntry, Purchase, TopUp, User, Wallet, db
 from tests.conftest import csrf_token_from

@@ -13,6 +13,7 @@ from dispatch_pay.accounts import services
 from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import CredentialsSchema, LoginSchema
 from dispatch_pay.errors import DomainError
+from dispatch_pay.inputs import form_errors
 
 bp = Blueprint("accounts", __name__)
 
@@ -26,11 +27,6 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc:
         return fallback
     return target
-
-
-def _form_errors(exc: ValidationError) -> dict[str, list[str]]:
-    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return {k: v if isinstance(v, list) else [str(v)] for k, v in messages.items()}
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -48,7 +44,7 @@ def signup() -> Response | str | tuple[str, int]:
         return render_template(
             "signup.html",
             next_url=next_url,
-            errors=_form_errors(exc),
+            errors=form_errors(exc),
             email=request.form.get("email", ""),
         ), 422
     except DomainError as exc:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from flask import Response, jsonify, url_for
 
-from dispatch_pay.api.auth import api_blueprint, api_user, require_user
+from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.api.responses import LibrarySchema, PaymentRequiredSchema
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
+    LibrarySchema,
     LockedArticleSchema,
     OfferSchema,
     PageQuerySchema,
+    PaymentRequiredSchema,
 )
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query

@@ -298,12 +298,10 @@ def _cookie_names(app: Flask) -> tuple[str, ...]:
 
 
 def register_public_cache(app: Flask) -> None:
-    app.config.setdefault("PUBLIC_CACHE_MAX_AGE", 10)
-    app.config.setdefault("PUBLIC_CACHE_MAX_BYTES", 64 * 1024 * 1024)
     app.after_request(lambda response: _cache_headers(app, response))
     # Public pages carry no CSRF token: it would create a session (a cookie) per visitor.
     app.context_processor(lambda: {"public_page": is_public()})
-    if app.config.get("PUBLIC_CACHE_ENABLED", True):
+    if app.config["PUBLIC_CACHE_ENABLED"]:
         # Tests run each case in a transaction that is never committed: they read the
         # version through the session that sees it.
         reader = read_catalog_version if app.testing else CommittedVersionReader()

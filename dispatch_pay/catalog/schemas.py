@@ -10,6 +10,7 @@ from typing import Any
 from flask import url_for
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.money import MoneySchema
 from dispatch_pay.verification.schemas import (
     ReportSchema,
@@ -108,3 +109,14 @@ __all__ = [
     "TeaserSchema",
     "VerificationSummarySchema",
 ]
+
+
+class LibrarySchema(Schema):
+    articles = fields.List(fields.Nested(LibraryItemSchema), required=True)
+
+
+class PaymentRequiredSchema(ErrorSchema):
+    """402 for an article the reader does not own: an offer, and the teaser only."""
+
+    offer = fields.Nested(OfferSchema, required=True)
+    article = fields.Nested(LockedArticleSchema, required=True)

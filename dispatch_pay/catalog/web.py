@@ -9,10 +9,10 @@ from flask_login import current_user, login_required
 
 from dispatch_pay.catalog import services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
+from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.inputs import load_query
-from dispatch_pay.wallet.services import paywall_offer
 from models import Article, User
 
 bp = Blueprint("catalog", __name__)
