@@ -45,9 +45,14 @@ def selected_preset(offer: dict[str, Any], requested: int | None = None) -> int:
     return TOPUP_SUGGESTED if TOPUP_SUGGESTED in presets else presets[0]
 
 
+def topup_amount_allowed(amount: int, currency: str) -> bool:
+    """Whether a top-up of this amount may be made (and so credited)."""
+    return currency in CURRENCIES and topup_minimum(currency) <= amount <= TOPUP_MAXIMUM
+
+
 def validate_topup_amount(amount: int, currency: str) -> None:
     minimum = topup_minimum(currency)
-    if amount < minimum or amount > TOPUP_MAXIMUM:
+    if not topup_amount_allowed(amount, currency):
         raise invalid_fields(
             {
                 "amount": [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
-from dispatch_pay.accounts.auth import api_blueprint, require_user
+from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
@@ -23,7 +23,9 @@ from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
     InsufficientFundsSchema,
+    PriceChangedSchema,
     PurchaseListSchema,
+    PurchaseRequestSchema,
     PurchaseResultSchema,
     TopUpCreatedSchema,
     TopUpRequestSchema,
@@ -32,9 +34,11 @@ from dispatch_pay.wallet.schemas import (
     WalletSchema,
     wallet_view,
 )
-from models import TopUpStatus, db
+from models import TopUp, TopUpStatus, db
 
 bp = api_blueprint("wallet_api", __name__)
+# A page polls a pending top-up about once a second; this is far above any page.
+TOPUP_POLLS_PER_READER = "60 per minute"
 
 
 @bp.get("/wallet")
@@ -57,18 +61,23 @@ def get_wallet() -> Response:
     response=PurchaseResultSchema,
     status=(200, 201),
     description="The wallet is debited the current price once; buying again debits nothing.",
-    error_bodies={402: InsufficientFundsSchema},
+    body=PurchaseRequestSchema,
+    error_bodies={402: InsufficientFundsSchema, 409: PriceChangedSchema},
     errors={
         402: "`insufficient_funds`: `shortfall` and a `topup` offer.",
         403: "Publishers read everything already.",
-        409: "`wallet_frozen` (a dispute is open or the balance is negative), `article_free`.",
+        409: "`price_changed` (`expected_price` is not the price now; the current `offer`), "
+        "`wallet_frozen` (a dispute is open or the balance is negative), `article_free`.",
     },
 )
 def purchase_article(slug: str) -> ResponseReturnValue:
     user = require_user()
+    expected = load_json(PurchaseRequestSchema())["expected_price"]
+    article = find_article(slug)
     try:
-        result = wallet_services.purchase_article(user, find_article(slug))
+        result = wallet_services.purchase_article(user, article, expected)
     except DomainError as exc:
+        with_purchase_url(exc, article.slug)
         if exc.code == "insufficient_funds" and current_gateway() is None:
             # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,
             # Configuration): the 402 keeps its contract shape, but must not send the reader
@@ -79,6 +88,13 @@ def purchase_article(slug: str) -> ResponseReturnValue:
             )
         raise
     return jsonify(_purchase_result(result)), 201 if result.created else 200
+
+
+def with_purchase_url(exc: DomainError, slug: str) -> None:
+    """A `price_changed` offer says where to buy, as the 402's offer does."""
+    offer = exc.extra.get("offer") if exc.code == "price_changed" else None
+    if isinstance(offer, dict):
+        offer["purchase_url"] = url_for("wallet_api.purchase_article", slug=slug, _external=True)
 
 
 def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
@@ -130,7 +146,8 @@ def _idempotency_key() -> str | None:
     "top-up and never a second charge.",
     errors={
         402: "`card_declined`, `payment_rejected`.",
-        409: "`idempotency_key_reused` (another request), `idempotency_key_in_use`.",
+        409: "`idempotency_key_reused` (another request), `idempotency_key_in_use`, "
+        "`price_changed` (`buy` is priced otherwise than `expected_price`; nothing charged).",
         422: "Also below Stripe's minimum or above the per-top-up maximum.",
         429: "",
         503: "Also `payments_disabled`, `payment_provider_unavailable`.",
@@ -140,13 +157,22 @@ def _idempotency_key() -> str | None:
 def create_topup() -> ResponseReturnValue:
     user = require_user()
     data = load_json(TopUpRequestSchema())
+    buy = wallet_services.article_to_buy(data["buy"], data["currency"])
+    shown = data["expected_price"] if buy is not None else None
+    if buy is not None and shown is not None:
+        try:  # before Stripe charges anything for a purchase that would not be made
+            wallet_services.check_price(buy, shown)
+        except DomainError as exc:
+            with_purchase_url(exc, buy.slug)
+            raise
     topup, must_submit = payments.prepare_topup(
         user,
         amount=data["amount"],
         currency=data["currency"],
         payment_method=data["payment_method"],
-        buy=wallet_services.article_to_buy(data["buy"], data["currency"]),
+        buy=buy,
         idempotency_key=_idempotency_key(),
+        buy_price=shown["amount"] if shown is not None else None,
     )
     if must_submit:
         request_ = payments.intent_request(topup.id, data["payment_method"])
@@ -164,29 +190,55 @@ def create_topup() -> ResponseReturnValue:
     return jsonify(TopUpCreatedSchema().dump({"topup": topup})), 201
 
 
+def _reader_key() -> str:
+    """Polls are limited per reader (a page polls one top-up; nobody needs more)."""
+    user = api_user()
+    return f"reader:{user.id}" if user is not None else f"address:{request.remote_addr}"
+
+
 @bp.get("/wallet/topups/<topup_id>")
 @operation(
     "A top-up by its PaymentIntent id (pages poll it while 3-D Secure finishes)",
     response=TopUpStatusSchema,
+    description="Stripe is asked about a pending top-up at most once every few seconds, "
+    "however often it is polled; otherwise the stored state is the answer.",
+    errors={429: "Polled too often."},
 )
+@limiter.limit(TOPUP_POLLS_PER_READER, key_func=_reader_key)
 def get_topup(topup_id: str) -> Response:
     """A top-up by its PaymentIntent id (for pages that wait for 3-D Secure to finish)."""
     user = require_user()
     topup = payments.find_topup(topup_id)
     if topup is None or topup.user_id != user.id:
         raise DomainError("not_found", "No such top-up.", status=404)
-    if not TopUpStatus(topup.status).settled:
-        gateway = current_gateway()
-        # The read above ends before Stripe is asked; what Stripe says is applied in a
-        # second transaction (the row is locked only then).
-        db.session.commit()
-        try:
-            intent = gateway.retrieve_intent(topup_id) if gateway else None
-        except (PaymentProviderUnavailable, PaymentRequestRejected):
-            intent = None  # the stored state is still a valid answer
-        if intent is not None:
-            topup = crediting.apply_intent(intent)
+    if not TopUpStatus(topup.status).settled and _may_ask_stripe(topup.id):
+        topup = _ask_stripe(topup_id) or topup
     purchased = None
     if topup.buy_article_id is not None:
         purchased = wallet_services.active_purchase(user.id, topup.buy_article_id) is not None
     return jsonify(TopUpStatusSchema().dump({"topup": topup, "purchased": purchased}))
+
+
+def _may_ask_stripe(topup_id: int) -> bool:
+    """At most one Stripe call per top-up every TOPUP_POLL_SECONDS, across processes:
+    the claim is a conditional UPDATE, committed before Stripe is asked."""
+    claimed = payments.claim_stripe_check(topup_id, current_app.config["TOPUP_POLL_SECONDS"])
+    db.session.commit()  # the claim holds for other polls; nothing is locked meanwhile
+    return claimed
+
+
+def _ask_stripe(topup_id: str) -> TopUp | None:
+    """What Stripe says of the top-up, applied in a transaction of its own; None when
+    Stripe cannot say (the stored state is then the answer)."""
+    gateway = current_gateway()
+    try:
+        intent = gateway.retrieve_intent(topup_id) if gateway else None
+    except (PaymentProviderUnavailable, PaymentRequestRejected):
+        return None
+    if intent is None:
+        return None
+    try:
+        return crediting.apply_intent(intent)
+    except payments.NotCreditable:
+        db.session.rollback()
+        return payments.find_topup(topup_id)

@@ -5,6 +5,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from dispatch_pay.api.openapi import ErrorSchema
+from dispatch_pay.catalog.schemas import OfferSchema
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MoneySchema, money
 from dispatch_pay.payments.limits import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, TopUp, Wallet
@@ -30,6 +31,36 @@ class TopUpRequestSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(min=3, max=255)
     )
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
+    expected_price = fields.Nested(
+        MoneySchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "with `buy`: the price the reader was shown (409 if it moved)"},
+    )
+
+
+class PurchaseRequestSchema(Schema):
+    """The optional body of a purchase."""
+
+    expected_price = fields.Nested(
+        MoneySchema,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "the price the buyer was shown: 409 `price_changed` if not"},
+    )
+
+
+class BuyFormSchema(Schema):
+    """The paywall's buy button: the price it showed (a form without one buys nothing)."""
+
+    expected_amount = fields.Integer(required=True, strict=False)
+    expected_currency = fields.String(required=True, validate=validate.OneOf(sorted(CURRENCIES)))
+
+
+class PriceChangedSchema(ErrorSchema):
+    """409 `price_changed`: the article's current offer."""
+
+    offer = fields.Nested(OfferSchema, required=True)
 
 
 class IdempotencyHeaderSchema(Schema):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import joinedload
 
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError, invalid_fields
+from dispatch_pay.money import format_money, money
 from dispatch_pay.payments.limits import topup_offer
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
@@ -49,11 +51,14 @@ def active_purchase(user_id: int, article_id: int) -> Purchase | None:
     )
 
 
-def purchase_article(user: User, article: Article) -> PurchaseResult:
+def purchase_article(
+    user: User, article: Article, expected_price: dict[str, Any] | None = None
+) -> PurchaseResult:
     """Debit the current price and entitle the reader, in one transaction, exactly once.
 
     Every way of buying (the API, the paywall's button, a top-up made to buy) comes here,
-    so the rules hold for all of them.
+    so the rules hold for all of them. `expected_price` is the price the buyer was shown
+    (`{"amount", "currency"}`): if the price is another one now, nothing is bought.
     """
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
@@ -65,6 +70,7 @@ def purchase_article(user: User, article: Article) -> PurchaseResult:
     existing = active_purchase(user.id, article.id)
     if existing is not None:
         return PurchaseResult(existing, wallet, created=False)
+    check_price(article, expected_price)
     if wallet.is_frozen:
         raise wallet_frozen()
     price = article.price_amount
@@ -93,6 +99,25 @@ def purchase_article(user: User, article: Article) -> PurchaseResult:
     post_entry(wallet, ENTRY_PURCHASE, -price, f"purchase:{purchase.id}", purchase_id=purchase.id)
     _entitle(user.id, article.id, purchase.id)
     return PurchaseResult(purchase, wallet, created=True)
+
+
+def check_price(article: Article, expected_price: dict[str, Any] | None) -> None:
+    """409 `price_changed` (with the current offer's price) when the buyer saw another."""
+    if expected_price is None:
+        return
+    current = money(article.price_amount, article.price_currency)
+    if (expected_price["amount"], expected_price["currency"]) == (
+        current["amount"],
+        current["currency"],
+    ):
+        return
+    raise DomainError(
+        "price_changed",
+        f"The price of this dispatch is now {format_money(**current)}; nothing was "
+        "bought. Check the new price and buy again.",
+        status=409,
+        extra={"offer": {"price": current}},
+    )
 
 
 def article_to_buy(slug: str | None, currency: str) -> Article | None:
@@ -138,6 +163,10 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     purchase = db.session.get(Purchase, purchase_id)
     if purchase is None or (not actor.is_publisher and purchase.user_id != actor.id):
         raise DomainError("not_found", "No such purchase.", status=404)
+    # The refund limit counts the buyer's refunds in every currency, and each currency
+    # has its own wallet: the buyer's row is the lock that serialises them (taken before
+    # any wallet's, the order every path that takes both follows).
+    lock_reader(purchase.user_id)
     wallet = locked_wallet(purchase.user_id, purchase.currency)
     db.session.refresh(purchase)
     if purchase.status == PURCHASE_REFUNDED:
@@ -159,6 +188,11 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     )
     db.session.flush()
     return PurchaseResult(purchase, wallet, created=True)
+
+
+def lock_reader(user_id: int) -> None:
+    """Lock the reader's row for this transaction (for limits that span their wallets)."""
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 def _check_reader_may_refund(purchase: Purchase) -> None:

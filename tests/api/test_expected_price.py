@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from models import Article, LedgerEntry, Purchase, User, db
 from tests.conftest import csrf_token_from
 from tests.factories import PASSWORD, bearer, make_article, make_token, make_user
-from tests.servers import LocalStripe
+from tests.servers import ROOT, LocalStripe
 from tests.stripe_support import (
     CARD_3DS,
     card_payment_method,
@@ -26,9 +26,6 @@ from tests.stripe_support import (
 )
 from tests.stripe_support import stripe_client as stripe_api
 from tests.test_wallet_pages import fund
-
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
 
 
 def change_price(client: FlaskClient, article: Article, amount: int) -> None:
@@ -85,7 +82,6 @@ def test_the_expected_price_buys(client: FlaskClient) -> None:
     assert response.json["wallet"]["balance"] == {"amount": 61, "currency": "usd"}
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_price_changed_since_it_was_shown_is_a_409_with_the_new_offer(
     client: FlaskClient,
 ) -> None:
@@ -112,7 +108,6 @@ def test_a_price_changed_since_it_was_shown_is_a_409_with_the_new_offer(
     assert wallet["balance"]["amount"] == 1000
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 @pytest.mark.parametrize(
     "expected",
     [
@@ -131,7 +126,6 @@ def test_any_other_price_is_a_409(client: FlaskClient, expected: dict[str, Any])
     assert purchases_of(reader) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 @pytest.mark.parametrize(
     "expected",
     [
@@ -180,7 +174,6 @@ def buy_form_fields(html: str) -> dict[str, str]:
     return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(0)))
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_the_buy_form_sends_the_price_it_shows(client: FlaskClient) -> None:
     article = make_article(price=39)
     reader = make_user()
@@ -191,7 +184,6 @@ def test_the_buy_form_sends_the_price_it_shows(client: FlaskClient) -> None:
     assert fields["expected_currency"] == "usd"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_the_buy_form_with_a_stale_price_debits_nothing_and_says_so(client: FlaskClient) -> None:
     article = make_article(price=10)
     reader = make_user()
@@ -220,7 +212,6 @@ def test_the_buy_form_with_the_shown_price_buys(client: FlaskClient) -> None:
     assert purchases_of(reader) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_buy_form_without_a_price_buys_nothing(client: FlaskClient) -> None:
     article = make_article(price=39)
     reader = make_user()
@@ -234,7 +225,6 @@ def test_a_buy_form_without_a_price_buys_nothing(client: FlaskClient) -> None:
 # --- buy after a top-up ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_the_wallet_page_sends_the_price_it_shows_with_the_top_up(
     stripe_client: FlaskClient,
 ) -> None:
@@ -243,11 +233,10 @@ def test_the_wallet_page_sends_the_price_it_shows_with_the_top_up(
     html = stripe_client.get(f"/wallet?buy={article.slug}&amount=500").get_data(as_text=True)
     assert 'data-buy-amount="39"' in html
     assert 'data-buy-currency="usd"' in html
-    script = stripe_client.get("/static/wallet.js").get_data(as_text=True)
-    assert "expected_price" in script
+    script = (ROOT / "static" / "wallet.js").read_text()
+    assert "body.expected_price" in script and "form.dataset.buyAmount" in script
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_top_up_to_buy_at_a_changed_price_is_refused_before_charging(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -281,7 +270,6 @@ def test_a_top_up_to_buy_at_a_changed_price_is_refused_before_charging(
     assert purchases_of(reader) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_price_raised_while_the_top_up_was_being_paid_does_not_buy(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -323,7 +311,6 @@ def test_a_price_raised_while_the_top_up_was_being_paid_does_not_buy(
     assert purchases_of(reader) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_top_up_to_buy_at_the_shown_price_buys(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:

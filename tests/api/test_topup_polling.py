@@ -26,9 +26,6 @@ from tests.servers import LocalStripe, wait_until
 from tests.stripe_support import CARD_3DS, card_payment_method
 from tests.test_faults import STRIPE_TIMEOUT, FaultyStripe, faulty_stripe, stripe_fault_app
 
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
-
 __all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 
 TOPUPS = "/api/v1/wallet/topups"
@@ -74,7 +71,6 @@ def poll_app(
     faulty_stripe.proxy.set_mode(FORWARD)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_thirty_polls_ask_stripe_about_the_top_up_at_most_twice(
     poll_app: Flask, faulty_stripe: FaultyStripe
 ) -> None:
@@ -93,7 +89,6 @@ def test_thirty_polls_ask_stripe_about_the_top_up_at_most_twice(
     assert stripe_reads_of(faulty_stripe.server, pi_id) - before <= 2
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_reader_who_polls_without_end_is_limited(
     poll_app: Flask, faulty_stripe: FaultyStripe
 ) -> None:

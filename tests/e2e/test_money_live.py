@@ -33,9 +33,6 @@ from tests.stripe_support import (
 )
 from tests.stripe_support import stripe_client as stripe_api
 
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
-
 STRIPE_TIMEOUT = 4.0
 # Room for a loaded two-core machine on top of what is measured.
 ROOM = 2.0
@@ -155,7 +152,6 @@ def unheard_top_up(site: LiveSite, token: str, amount: int = 500) -> str:
 # --- item 2: a card refund lost for good -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_refund_while_stripe_is_frozen_is_retried_and_never_lost(site: LiveSite) -> None:
     token = new_reader(site)
     with WebhooksAway(site):
@@ -192,7 +188,6 @@ def test_a_refund_while_stripe_is_frozen_is_retried_and_never_lost(site: LiveSit
     assert code == 0, output
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_reconcile_credits_nothing_the_card_got_back(site: LiveSite) -> None:
     token = new_reader(site)
     with WebhooksAway(site):
@@ -210,7 +205,6 @@ def test_reconcile_credits_nothing_the_card_got_back(site: LiveSite) -> None:
 # --- item 5: the price moved between sight and click ------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_price_changed_between_sight_and_click_is_a_409(site: LiveSite) -> None:
     token = new_reader(site)
     assert top_up(site, token, 1000).status_code == 201
@@ -253,7 +247,6 @@ def test_a_price_changed_between_sight_and_click_is_a_409(site: LiveSite) -> Non
 # --- item 7: polling a pending top-up while Stripe is frozen -----------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_polls_of_pending_top_ups_while_stripe_is_frozen_do_not_stall_the_site(
     site: LiveSite,
 ) -> None:
@@ -340,8 +333,6 @@ def publish_article(site: LiveSite, publisher: str, currency: str) -> str:
     return slug
 
 
-# A race: it fails most runs until the fix, so not strict until then.
-@pytest.mark.xfail(strict=False, reason="issue 11 item 10: fixed after h-arch lands")
 def test_nine_refunds_in_three_currencies_at_once_make_exactly_three(site: LiveSite) -> None:
     publisher = publisher_token(site)
     token = new_reader(site)
@@ -372,7 +363,6 @@ def test_nine_refunds_in_three_currencies_at_once_make_exactly_three(site: LiveS
 # --- item 3: signed events that must credit nobody (last: audit then reports them) -----
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_misdirected_and_malformed_credits_are_acknowledged_uncredited_and_reported(
     site: LiveSite,
 ) -> None:

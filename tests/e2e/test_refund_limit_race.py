@@ -66,8 +66,6 @@ def reader_with_purchases(app: Flask, per_currency: int) -> tuple[int, str, list
     return reader_id, token, purchase_ids
 
 
-# A race: it fails most runs until the fix, so not strict until then.
-@pytest.mark.xfail(strict=False, reason="issue 11 item 10: fixed after h-arch lands")
 @pytest.mark.parametrize("round_", range(3))
 def test_nine_refunds_in_three_currencies_at_once_make_exactly_three(
     race_app: Flask, round_: int

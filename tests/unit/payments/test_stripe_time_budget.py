@@ -22,9 +22,6 @@ from tests.fault_support import CUT, FORWARD, FREEZE
 from tests.stripe_support import card_payment_method
 from tests.test_faults import STRIPE_TIMEOUT, FaultyStripe, faulty_stripe, stripe_fault_app
 
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
-
 __all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 
 # Room for a loaded two-core machine; stripe-python's sleeps between three retries alone
@@ -40,7 +37,6 @@ def new_token() -> str:
     return make_token(user)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 @pytest.mark.parametrize("retries", [1, 3])
 def test_a_hanging_stripe_is_a_503_within_the_total_budget_however_many_retries(
     backend: tuple[str, Engine],

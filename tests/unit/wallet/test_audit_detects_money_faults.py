@@ -11,7 +11,6 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
 from dispatch_pay.wallet.audit import audit
@@ -31,9 +30,6 @@ from models import (
     utcnow,
 )
 from tests.factories import make_article, make_user
-
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
 
 _seq = itertools.count(1)
 
@@ -102,21 +98,18 @@ def test_books_with_a_plain_credited_top_up_balance(client: FlaskClient) -> None
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_credit_in_another_readers_wallet(client: FlaskClient) -> None:
     made_it, got_it = make_user(), make_user()
     topup = credited_top_up(made_it, wallet_of(got_it))
     assert_reported(str(topup.payment_intent_id), "reader")
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_negative_top_up_credited(client: FlaskClient) -> None:
     reader = make_user()
     topup = credited_top_up(reader, wallet_of(reader), amount=-500)
     assert_reported(str(topup.payment_intent_id))
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_top_up_above_the_limit_credited(client: FlaskClient) -> None:
     reader = make_user()
     topup = credited_top_up(reader, wallet_of(reader), amount=2**31 - 1)
@@ -145,7 +138,6 @@ def test_a_processing_top_up_credited(client: FlaskClient) -> None:
     assert_reported(str(topup.payment_intent_id))
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_refund_recorded_but_the_wallet_kept_the_money(client: FlaskClient) -> None:
     """Stripe told us the charge was refunded (the event is stored) but no card refund was
     taken from the wallet: the refund was lost (issue 11, item 2)."""
@@ -165,7 +157,6 @@ def test_a_refund_recorded_but_the_wallet_kept_the_money(client: FlaskClient) ->
     assert_reported(str(topup.payment_intent_id), "refund")
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_dispute_recorded_but_never_applied(client: FlaskClient) -> None:
     reader = make_user()
     topup = credited_top_up(reader, wallet_of(reader))
@@ -182,7 +173,6 @@ def test_a_dispute_recorded_but_never_applied(client: FlaskClient) -> None:
     assert_reported(str(topup.payment_intent_id), "dispute")
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_lost_dispute_never_debited(client: FlaskClient) -> None:
     reader = make_user()
     wallet = wallet_of(reader)
@@ -204,7 +194,6 @@ def test_a_lost_dispute_never_debited(client: FlaskClient) -> None:
     assert_reported("dp_planted_lost")
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_won_dispute_debited(client: FlaskClient) -> None:
     """`warning_closed` and `won` disputes are not lost: the reader keeps the money."""
     reader = make_user()
@@ -233,7 +222,6 @@ def test_a_won_dispute_debited(client: FlaskClient) -> None:
     assert_reported("dp_planted_won")
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_more_reader_refunds_than_the_limit(client: FlaskClient) -> None:
     """Four refunds by the reader within 30 days (issue 11, item 10: the limit is 3)."""
     reader = make_user()

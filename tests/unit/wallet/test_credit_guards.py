@@ -27,9 +27,6 @@ from tests.factories import bearer, make_token, make_user
 from tests.fake_gateway import InMemoryGateway
 from tests.stripe_support import WEBHOOK_SECRET, dispute_obj, event, signed
 
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
-
 _ids = itertools.count(1)
 
 
@@ -107,9 +104,10 @@ def guarded_app(backend: Any) -> tuple[Flask, PendingGateway]:
     app = create_app(
         app_config(
             engine.url.render_as_string(hide_password=False),
-            PAYMENT_GATEWAY=gateway,
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        )
+        ),
+        payment_gateway=gateway,
+        configure_database=False,
     )
     return app, gateway
 
@@ -149,7 +147,6 @@ def test_reconcile_credits_a_succeeded_intent(guarded: Guarded) -> None:
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_reconcile_does_not_credit_a_disputed_charge(guarded: Guarded) -> None:
     pi_id = guarded.top_up()
     guarded.gateway.move(pi_id, status="succeeded", disputed=True)
@@ -158,7 +155,6 @@ def test_reconcile_does_not_credit_a_disputed_charge(guarded: Guarded) -> None:
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_reconcile_credits_only_what_was_not_refunded(guarded: Guarded) -> None:
     pi_id = guarded.top_up(800)
     guarded.gateway.move(pi_id, status="succeeded", amount_refunded=300)
@@ -169,7 +165,6 @@ def test_reconcile_credits_only_what_was_not_refunded(guarded: Guarded) -> None:
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_disputed_top_up_won_afterwards_is_credited_then(guarded: Guarded) -> None:
     pi_id = guarded.top_up()
     intent = guarded.gateway.move(pi_id, status="succeeded", disputed=True)

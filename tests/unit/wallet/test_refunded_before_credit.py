@@ -33,9 +33,6 @@ from tests.stripe_support import (
 from tests.stripe_support import stripe_client as stripe_api
 from tests.test_faults import FaultyStripe, faulty_stripe, stripe_fault_app
 
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
-
 __all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 
 # localstripe outlives each test while SQLite reuses the ids of rolled-back rows.
@@ -97,7 +94,6 @@ def reconcile(app: Flask) -> str:
     return str(result.output)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_refund_event_while_stripe_is_unreachable_is_a_503_and_counts_when_redelivered(
     stripe_app_behind_proxy: Flask, client: FlaskClient, faulty_stripe: FaultyStripe
 ) -> None:
@@ -128,7 +124,6 @@ def test_a_refund_event_while_stripe_is_unreachable_is_a_503_and_counts_when_red
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_reconcile_does_not_credit_what_the_card_got_back(
     stripe_app_behind_proxy: Flask, client: FlaskClient, faulty_stripe: FaultyStripe
 ) -> None:
@@ -148,7 +143,6 @@ def test_reconcile_does_not_credit_what_the_card_got_back(
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_fully_refunded_top_up_found_by_reconcile_leaves_nothing_in_the_wallet(
     stripe_app_behind_proxy: Flask, client: FlaskClient, faulty_stripe: FaultyStripe
 ) -> None:
@@ -162,7 +156,6 @@ def test_a_fully_refunded_top_up_found_by_reconcile_leaves_nothing_in_the_wallet
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_poll_of_a_refunded_top_up_does_not_credit_it(
     client: FlaskClient, faulty_stripe: FaultyStripe
 ) -> None:
@@ -177,7 +170,6 @@ def test_a_poll_of_a_refunded_top_up_does_not_credit_it(
     assert audit() == []
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 @pytest.mark.parametrize("kind", ["created", "closed"])
 def test_a_dispute_event_while_stripe_is_unreachable_is_a_503(
     client: FlaskClient, faulty_stripe: FaultyStripe, kind: str

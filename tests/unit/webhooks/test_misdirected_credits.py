@@ -31,9 +31,6 @@ from tests.stripe_support import (
     stripe_intent_of,
 )
 
-# Issue 11: these fail until the money fixes land (after the architecture refactor).
-PENDING = "issue 11: fixed after h-arch lands"
-
 _reader_ids = itertools.count(11_300_000)
 
 
@@ -88,7 +85,6 @@ def assert_acknowledged_uncredited_and_reported(response: Any, entries_before: i
     assert problems, "audit must report an event it refused to credit"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_success_naming_another_reader_credits_nobody(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -107,7 +103,6 @@ def test_a_success_naming_another_reader_credits_nobody(
     assert topup_status(pi_id) == "requires_action"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_success_naming_another_reader_without_a_reference_credits_nobody(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -125,7 +120,6 @@ def test_a_success_naming_another_reader_without_a_reference_credits_nobody(
     assert topup_status(pi_id) == "requires_action"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 @pytest.mark.parametrize("amount", [-500, 0, 499, 2**31, 2**63, 10**30])
 def test_a_success_for_another_amount_than_the_top_up_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe, amount: int
@@ -142,7 +136,6 @@ def test_a_success_for_another_amount_than_the_top_up_credits_nothing(
     assert topup_status(pi_id) != "succeeded"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_success_in_another_currency_than_the_top_up_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -158,7 +151,6 @@ def test_a_success_in_another_currency_than_the_top_up_credits_nothing(
     assert eur["balance"]["amount"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_a_second_payment_intent_carrying_a_credited_top_ups_reference_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -176,7 +168,6 @@ def test_a_second_payment_intent_carrying_a_credited_top_ups_reference_credits_n
     assert balance(stripe_client, token) == 500
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_payment_intents_without_our_reference_are_never_credited(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -199,7 +190,6 @@ def test_payment_intents_without_our_reference_are_never_credited(
     assert ledger_entries() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_an_event_of_the_other_mode_than_the_key_is_ignored(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -231,7 +221,6 @@ def test_a_processing_payment_intent_is_not_credited(
     assert ledger_entries() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_an_overlong_event_id_is_stored_acknowledged_and_reported(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
@@ -251,7 +240,6 @@ def test_an_overlong_event_id_is_stored_acknowledged_and_reported(
     assert audit()
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_an_overlong_event_type_is_stored_acknowledged_and_reported(
     stripe_client: FlaskClient,
 ) -> None:
