@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -16,6 +17,18 @@ CURRENCIES: dict[str, dict[str, Any]] = {
 DEFAULT_CURRENCY = "usd"
 # A single dispatch costs at most this much (in minor units): $100.
 MAX_ARTICLE_PRICE = 100_00
+
+
+@dataclass(frozen=True)
+class Money:
+    amount: int
+    currency: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"amount": self.amount, "currency": self.currency}
+
+    def format(self) -> str:
+        return format_money(self.amount, self.currency)
 
 
 def format_money(amount: int, currency: str) -> str:

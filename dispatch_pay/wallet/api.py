@@ -11,7 +11,7 @@ from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
-from dispatch_pay.money import money
+from dispatch_pay.money import Money, money
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.gateway import (
     PaymentProviderUnavailable,
@@ -34,7 +34,7 @@ from dispatch_pay.wallet.schemas import (
     WalletSchema,
     wallet_view,
 )
-from models import TopUp, TopUpStatus, db
+from models import Article, TopUp, TopUpStatus, db
 
 bp = api_blueprint("wallet_api", __name__)
 # A page polls a pending top-up about once a second; this is far above any page.
@@ -75,9 +75,13 @@ def purchase_article(slug: str) -> ResponseReturnValue:
     expected = load_json(PurchaseRequestSchema())["expected_price"]
     article = find_article(slug)
     try:
-        result = wallet_services.purchase_article(user, article, expected)
+        result = wallet_services.purchase_article(
+            user,
+            article,
+            expected_price=Money(expected["amount"], expected["currency"]) if expected else None,
+        )
     except DomainError as exc:
-        with_purchase_url(exc, article.slug)
+        with_offer(exc, article)
         if exc.code == "insufficient_funds" and current_gateway() is None:
             # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,
             # Configuration): the 402 keeps its contract shape, but must not send the reader
@@ -90,11 +94,18 @@ def purchase_article(slug: str) -> ResponseReturnValue:
     return jsonify(_purchase_result(result)), 201 if result.created else 200
 
 
-def with_purchase_url(exc: DomainError, slug: str) -> None:
-    """A `price_changed` offer says where to buy, as the 402's offer does."""
-    offer = exc.extra.get("offer") if exc.code == "price_changed" else None
-    if isinstance(offer, dict):
-        offer["purchase_url"] = url_for("wallet_api.purchase_article", slug=slug, _external=True)
+def with_offer(exc: DomainError, article: Article) -> None:
+    """A `price_changed` refusal carries the current offer, as a 402 does."""
+    if exc.code == "price_changed":
+        exc.extra.setdefault(
+            "offer",
+            {
+                "price": money(article.price_amount, article.price_currency),
+                "purchase_url": url_for(
+                    "wallet_api.purchase_article", slug=article.slug, _external=True
+                ),
+            },
+        )
 
 
 def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
@@ -161,9 +172,9 @@ def create_topup() -> ResponseReturnValue:
     shown = data["expected_price"] if buy is not None else None
     if buy is not None and shown is not None:
         try:  # before Stripe charges anything for a purchase that would not be made
-            wallet_services.check_price(buy, shown)
+            wallet_services.check_price(buy, Money(shown["amount"], shown["currency"]))
         except DomainError as exc:
-            with_purchase_url(exc, buy.slug)
+            with_offer(exc, buy)
             raise
     topup, must_submit = payments.prepare_topup(
         user,

@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from dispatch_pay.errors import DomainError
-from dispatch_pay.money import format_money, money
+from dispatch_pay.money import Money, format_money
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import Intent, PaymentGateway
@@ -99,10 +99,10 @@ def _buy_on_credit(topup: TopUp, ours: payments.OurIntent) -> None:
         return
     shown = None
     if topup.buy_expected_amount is not None:  # bought only at the price the reader saw
-        shown = money(topup.buy_expected_amount, topup.currency)
+        shown = Money(topup.buy_expected_amount, topup.currency)
     try:
         with db.session.begin_nested():
-            purchase_article(ours.reader, article, shown)
+            purchase_article(ours.reader, article, expected_price=shown)
     except DomainError as exc:
         log.info(
             "top-up %s credited; purchase of %s not made: %s", topup.id, article.slug, exc.code

@@ -11,6 +11,14 @@ from dispatch_pay.payments.limits import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, TopUp, Wallet
 
 
+class ExpectedPriceSchema(MoneySchema):
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=2**31 - 1, error="Must be at least {min}."),
+    )
+
+
 class TopUpRequestSchema(Schema):
     # The range is for the OpenAPI document: the service checks the exact minimum of the
     # currency and says it in money ("between $0.50 and $100.00").
@@ -32,21 +40,17 @@ class TopUpRequestSchema(Schema):
     )
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
     expected_price = fields.Nested(
-        MoneySchema,
+        ExpectedPriceSchema,
         load_default=None,
-        allow_none=True,
         metadata={"description": "with `buy`: the price the reader was shown (409 if it moved)"},
     )
 
 
 class PurchaseRequestSchema(Schema):
-    """The optional body of a purchase."""
-
     expected_price = fields.Nested(
-        MoneySchema,
+        ExpectedPriceSchema,
         load_default=None,
-        allow_none=True,
-        metadata={"description": "the price the buyer was shown: 409 `price_changed` if not"},
+        metadata={"description": "the price the buyer was shown; 409 `price_changed` if moved"},
     )
 
 

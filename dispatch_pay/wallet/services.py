@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import joinedload
 
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError, invalid_fields
-from dispatch_pay.money import format_money, money
+from dispatch_pay.money import Money
 from dispatch_pay.payments.limits import topup_offer
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
@@ -52,13 +51,13 @@ def active_purchase(user_id: int, article_id: int) -> Purchase | None:
 
 
 def purchase_article(
-    user: User, article: Article, expected_price: dict[str, Any] | None = None
+    user: User, article: Article, *, expected_price: Money | None = None
 ) -> PurchaseResult:
     """Debit the current price and entitle the reader, in one transaction, exactly once.
 
     Every way of buying (the API, the paywall's button, a top-up made to buy) comes here,
     so the rules hold for all of them. `expected_price` is the price the buyer was shown
-    (`{"amount", "currency"}`): if the price is another one now, nothing is bought.
+    (409 `price_changed` if it moved).
     """
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
@@ -101,22 +100,20 @@ def purchase_article(
     return PurchaseResult(purchase, wallet, created=True)
 
 
-def check_price(article: Article, expected_price: dict[str, Any] | None) -> None:
-    """409 `price_changed` (with the current offer's price) when the buyer saw another."""
-    if expected_price is None:
-        return
-    current = money(article.price_amount, article.price_currency)
-    if (expected_price["amount"], expected_price["currency"]) == (
-        current["amount"],
-        current["currency"],
+def check_price(article: Article, expected_price: Money | None) -> None:
+    """The price the buyer was shown is still the price (if they said which they saw)."""
+    if expected_price is not None and expected_price != Money(
+        article.price_amount, article.price_currency
     ):
-        return
-    raise DomainError(
+        raise price_changed(article)
+
+
+def price_changed(article: Article) -> DomainError:
+    return DomainError(
         "price_changed",
-        f"The price of this dispatch is now {format_money(**current)}; nothing was "
-        "bought. Check the new price and buy again.",
+        "The price changed since you saw it; nothing was charged. Check the new offer.",
         status=409,
-        extra={"offer": {"price": current}},
+        extra={"price": {"amount": article.price_amount, "currency": article.price_currency}},
     )
 
 

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
-from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, format_money, money
+from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, Money, format_money
 from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
 from dispatch_pay.payments.limits import preset_amounts, selected_preset, topup_offer
 from dispatch_pay.payments.services import find_topup
@@ -77,10 +77,10 @@ def buy(slug: str) -> Response:
     except ValidationError:
         flash("We could not tell which price you saw; nothing was bought. Check it and buy again.")
         return redirect(target)
-    expected = money(shown["expected_amount"], shown["expected_currency"])
+    expected = Money(shown["expected_amount"], shown["expected_currency"])
     try:
         result = wallet_services.purchase_article(
-            current_user._get_current_object(), article, expected
+            current_user._get_current_object(), article, expected_price=expected
         )
     except DomainError as exc:
         if exc.code == "insufficient_funds":
