@@ -8,7 +8,6 @@ a transaction that is rolled back at its end (the app's commits become savepoint
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from dispatch_pay.cli import alembic_config
 from dispatch_pay.extensions import limiter
 from models import db
 from models.base import build_engine
-from tests import ledger_check
-from tests.servers import LocalStripe
-from tests.stripe_support import WEBHOOK_SECRET
+from tests.support import ledger_check
+from tests.support.servers import LocalStripe
+from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
@@ -193,16 +192,3 @@ def stripe_client(stripe_app: Flask, db_connection: Any) -> Iterator[FlaskClient
 @pytest.fixture()
 def backend_kind(backend: tuple[str, Engine]) -> str:
     return backend[0]
-
-
-CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
-
-
-def csrf_token_from(client: FlaskClient, path: str = "/") -> str:
-    """The CSRF token a browser would find on a page of this site."""
-    html = client.get(path).get_data(as_text=True)
-    match = CSRF_META.search(html)
-    if match is None:  # anonymous public pages are cached and carry no token; /login does
-        match = CSRF_META.search(client.get("/login").get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)

@@ -8,7 +8,7 @@ Documenting a route is one declaration next to it:
 
 `operation` only records what the route accepts and answers; `build_document` walks
 `app.url_map`, so the paths, path parameters and methods come from the routing table
-itself and a route that is not declared is simply missing (tests/test_openapi.py fails).
+itself and a route that is not declared is simply missing (tests/api/test_openapi.py fails).
 Errors every route can give (a bad token, an unavailable database, invalid input for a
 route that reads input) are added here from what the route declares, so they are
 described once.

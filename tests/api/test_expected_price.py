@@ -16,16 +16,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from models import Article, LedgerEntry, Purchase, User, db
-from tests.conftest import csrf_token_from
-from tests.factories import PASSWORD, bearer, make_article, make_token, make_user
-from tests.servers import ROOT, LocalStripe
-from tests.stripe_support import (
+from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.servers import ROOT, LocalStripe
+from tests.support.stripe_helpers import (
     CARD_3DS,
     card_payment_method,
     card_top_up,
 )
-from tests.stripe_support import stripe_client as stripe_api
-from tests.test_wallet_pages import fund
+from tests.support.stripe_helpers import stripe_client as stripe_api
+from tests.support.wallet import fund
+from tests.support.web import csrf_token_from, log_in
 
 
 def change_price(client: FlaskClient, article: Article, amount: int) -> None:
@@ -55,14 +55,6 @@ def purchases_of(user: User) -> int:
 
 def entries() -> int:
     return int(db.session.scalar(select(func.count(LedgerEntry.id))) or 0)
-
-
-def log_in(client: FlaskClient, user: User) -> None:
-    token = csrf_token_from(client, "/login")
-    response = client.post(
-        "/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 302
 
 
 # --- API ---------------------------------------------------------------------------------
@@ -299,7 +291,7 @@ def test_a_price_raised_while_the_top_up_was_being_paid_does_not_buy(
         success="true",
     )
     # The webhook reports the success (a poll may be throttled).
-    from tests.stripe_support import event, signed, stripe_intent_of
+    from tests.support.stripe_helpers import event, signed, stripe_intent_of
 
     payload, headers = signed(
         event("payment_intent.succeeded", stripe_intent_of(localstripe.base, topup["id"]))

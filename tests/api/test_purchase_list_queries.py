@@ -7,8 +7,8 @@ from flask.testing import FlaskClient
 
 from dispatch_pay.wallet.services import purchase_article
 from models import db
-from tests.factories import bearer, make_article, make_token, make_user
-from tests.test_query_counts import (  # noqa: F401  (fixtures)
+from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.unit.ops.test_query_counts import (  # noqa: F401  (fixtures)
     Measure,
     count_queries,
     counter,

@@ -20,11 +20,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from models import db
-from tests.factories import bearer, make_token, make_user
-from tests.fault_support import CUT, FORWARD, FREEZE
-from tests.servers import LocalStripe, wait_until
-from tests.stripe_support import CARD_3DS, card_payment_method
-from tests.test_faults import STRIPE_TIMEOUT, FaultyStripe, faulty_stripe, stripe_fault_app
+from tests.support.factories import bearer, make_token, make_user
+from tests.support.faults import (
+    CUT,
+    FORWARD,
+    FREEZE,
+    STRIPE_TIMEOUT,
+    FaultyStripe,
+    faulty_stripe,
+    stripe_fault_app,
+)
+from tests.support.servers import LocalStripe, wait_until
+from tests.support.stripe_helpers import CARD_3DS, card_payment_method
 
 __all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.live_support import LiveSite, running_site
-from tests.servers import ROOT, free_port
-from tests.stripe_support import (
+from tests.support.live import LiveSite, running_site
+from tests.support.servers import ROOT, free_port
+from tests.support.stripe_helpers import (
     CARD_3DS,
     card_payment_method,
     dispute_obj,
@@ -31,7 +31,7 @@ from tests.stripe_support import (
     stripe_charge_of,
     stripe_intent_of,
 )
-from tests.stripe_support import stripe_client as stripe_api
+from tests.support.stripe_helpers import stripe_client as stripe_api
 
 STRIPE_TIMEOUT = 4.0
 # Room for a loaded two-core machine on top of what is measured.
@@ -129,7 +129,7 @@ class WebhooksAway:
         self.site.stripe.register_webhook(f"http://127.0.0.1:{free_port()}/nowhere", "whsec_away")
 
     def __exit__(self, *_exc: object) -> None:
-        from tests.stripe_support import WEBHOOK_SECRET
+        from tests.support.stripe_helpers import WEBHOOK_SECRET
 
         self.site.stripe.register_webhook(self.site.url("/webhooks/stripe"), WEBHOOK_SECRET)
 

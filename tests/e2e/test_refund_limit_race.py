@@ -19,10 +19,7 @@ from sqlalchemy import text
 
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import ENTRY_ADJUSTMENT, Purchase, Wallet, db
-from tests.factories import bearer, make_article, make_token, make_user
-from tests.fault_support import backends_waiting_on_locks
-from tests.servers import wait_until
-from tests.test_concurrency import (
+from tests.e2e.test_concurrency import (
     books_balance_afterwards,
     count,
     own_stripe,
@@ -30,6 +27,9 @@ from tests.test_concurrency import (
     race_app,
     token_in_use,
 )
+from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.faults import backends_waiting_on_locks
+from tests.support.servers import wait_until
 
 __all__ = ["books_balance_afterwards", "own_stripe", "race_app"]  # fixtures used here
 

@@ -17,10 +17,17 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from models import db
-from tests.factories import bearer, make_token, make_user
-from tests.fault_support import CUT, FORWARD, FREEZE
-from tests.stripe_support import card_payment_method
-from tests.test_faults import STRIPE_TIMEOUT, FaultyStripe, faulty_stripe, stripe_fault_app
+from tests.support.factories import bearer, make_token, make_user
+from tests.support.faults import (
+    CUT,
+    FORWARD,
+    FREEZE,
+    STRIPE_TIMEOUT,
+    FaultyStripe,
+    faulty_stripe,
+    stripe_fault_app,
+)
+from tests.support.stripe_helpers import card_payment_method
 
 __all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 

@@ -29,7 +29,7 @@ from models import (
     db,
     utcnow,
 )
-from tests.factories import make_article, make_user
+from tests.support.factories import make_article, make_user
 
 _seq = itertools.count(1)
 

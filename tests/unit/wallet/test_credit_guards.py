@@ -23,9 +23,9 @@ from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.wallet.audit import audit
 from models import User
 from tests.conftest import test_config as app_config
-from tests.factories import bearer, make_token, make_user
-from tests.fake_gateway import InMemoryGateway
-from tests.stripe_support import WEBHOOK_SECRET, dispute_obj, event, signed
+from tests.support.factories import bearer, make_token, make_user
+from tests.support.fake_gateway import InMemoryGateway
+from tests.support.stripe_helpers import WEBHOOK_SECRET, dispute_obj, event, signed
 
 _ids = itertools.count(1)
 

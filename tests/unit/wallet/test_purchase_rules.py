@@ -13,9 +13,9 @@ from dispatch_pay.errors import DomainError
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article
 from models import ENTRY_TOPUP, Purchase, User, Wallet, db
-from tests.catalog_support import assert_error, login_browser
-from tests.conftest import csrf_token_from
-from tests.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.web import assert_error, csrf_token_from
+from tests.support.web import log_in as login_browser
 
 
 def funded_publisher() -> User:

@@ -21,17 +21,16 @@ from sqlalchemy import Engine, func, select
 
 from dispatch_pay.wallet.audit import audit
 from models import ENTRY_TOPUP, LedgerEntry, WebhookEvent, db
-from tests.factories import bearer, make_token, make_user
-from tests.fault_support import CUT, FORWARD
-from tests.stripe_support import (
+from tests.support.factories import bearer, make_token, make_user
+from tests.support.faults import CUT, FORWARD, FaultyStripe, faulty_stripe, stripe_fault_app
+from tests.support.stripe_helpers import (
     dispute_obj,
     event,
     signed,
     stripe_charge_of,
     unheard_top_up,
 )
-from tests.stripe_support import stripe_client as stripe_api
-from tests.test_faults import FaultyStripe, faulty_stripe, stripe_fault_app
+from tests.support.stripe_helpers import stripe_client as stripe_api
 
 __all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 

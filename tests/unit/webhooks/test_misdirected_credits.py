@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 
 from dispatch_pay.wallet.audit import audit
 from models import LedgerEntry, TopUp, WebhookEvent, db
-from tests.factories import bearer, make_token, make_user
-from tests.servers import LocalStripe
-from tests.stripe_support import (
+from tests.support.factories import bearer, make_token, make_user
+from tests.support.servers import LocalStripe
+from tests.support.stripe_helpers import (
     CARD_3DS,
     card_payment_method,
     event,

@@ -1,0 +1,35 @@
+"""Money set up directly through the wallet services: funded wallets, purchases, refunds."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from dispatch_pay.wallet.ledger import locked_wallet, post_entry
+from dispatch_pay.wallet.services import purchase_article, refund_purchase
+from models import ENTRY_ADJUSTMENT, Article, Purchase, User, db
+
+_seq = itertools.count(1)
+
+
+def fund(user: User, amount: int, currency: str = "usd") -> None:
+    """Credit a wallet through the ledger, as an operator's adjustment would."""
+    wallet = locked_wallet(user.id, currency)
+    post_entry(wallet, ENTRY_ADJUSTMENT, amount, f"test-fund:{user.id}:{next(_seq)}")
+    db.session.commit()
+
+
+def buy(user: User, article: Article, at: datetime | None = None) -> Purchase:
+    """A purchase through the wallet service; `at` backdates it for period tests."""
+    result = purchase_article(user, article)
+    if at is not None:
+        result.purchase.created_at = at
+    db.session.commit()
+    return result.purchase
+
+
+def refund(publisher: User, purchase: Purchase, at: datetime | None = None) -> None:
+    refund_purchase(publisher, purchase.id)
+    if at is not None:
+        purchase.refunded_at = at
+    db.session.commit()

@@ -1,0 +1,69 @@
+"""Talking to the app as a browser or an API client does: CSRF tokens, logging in, error shapes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from models import User, db
+from models.base import Base
+from tests.support.factories import PASSWORD
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token_from(client: FlaskClient, path: str = "/") -> str:
+    """The CSRF token a browser would find on a page of this site."""
+    html = client.get(path).get_data(as_text=True)
+    match = CSRF_META.search(html)
+    if match is None:  # anonymous public pages are cached and carry no token; /login does
+        match = CSRF_META.search(client.get("/login").get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def log_in(client: FlaskClient, who: User | str, password: str = PASSWORD) -> str:
+    """Log in through the HTML form, as a browser does (with the page's CSRF token).
+
+    `who` is a user or an email. Returns the logged-in session's CSRF token.
+    """
+    email = who if isinstance(who, str) else who.email
+    token = csrf_token_from(client, "/login")
+    response = client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return csrf_token_from(client, "/")
+
+
+def assert_error(response: TestResponse, status: int, code: str | None = None) -> dict[str, Any]:
+    """The contract's error shape: {"error": {"code", "message", "fields"?}}."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    body = response.get_json(silent=True)
+    assert isinstance(body, dict), response.get_data(as_text=True)[:300]
+    error = body.get("error")
+    assert isinstance(error, dict), body
+    assert isinstance(error.get("code"), str) and re.fullmatch(r"[a-z][a-z0-9_]*", error["code"])
+    assert isinstance(error.get("message"), str) and error["message"]
+    assert isinstance(error.get("fields"), dict), body  # always present, {} when no field
+    if code is not None:
+        assert error["code"] == code, body
+    return body
+
+
+def json_error(response: TestResponse) -> dict[str, Any]:
+    """The `error` object of a response in the contract's error shape, whatever its status."""
+    return dict(assert_error(response, response.status_code)["error"])
+
+
+def table_counts() -> dict[str, int]:
+    """Rows per table: equal before and after means a refused request changed nothing."""
+    db.session.expire_all()
+    return {
+        table.name: int(db.session.scalar(select(func.count()).select_from(table)) or 0)
+        for table in Base.metadata.sorted_tables
+    }
