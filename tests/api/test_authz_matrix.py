@@ -39,6 +39,7 @@ from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import ApiToken, Article, Entitlement, LedgerEntry, Purchase, TopUp, User, Wallet, db
 from tests.support.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
+from tests.support.stripe_helpers import recorded_topup, topup_metadata
 from tests.support.web import csrf_token_from, log_in
 
 ACTORS = ("anonymous", "reader", "other", "publisher")
@@ -243,7 +244,7 @@ def fund(user: User, amount: int) -> str:
             status="succeeded",
             amount=amount,
             currency="usd",
-            metadata={"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"},
+            metadata=topup_metadata(user.id, recorded_topup(user.id, amount)),
         )
     )
     db.session.commit()

@@ -59,6 +59,7 @@ from tests.support.stripe_helpers import (
     card_payment_method,
     event,
     payment_intent_obj,
+    recorded_topup,
     signed,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
@@ -342,8 +343,12 @@ def site_audit(site: FaultSite) -> list[str]:
     return ledger_check.audit_database(site.url)
 
 
-def topup_event(reader: SiteReader, amount: int, pi_id: str) -> dict[str, Any]:
-    return event("payment_intent.succeeded", payment_intent_obj(pi_id, amount, reader.id))
+def topup_event(site: FaultSite, reader: SiteReader, amount: int, pi_id: str) -> dict[str, Any]:
+    """Stripe's success event for a top-up the site recorded for the reader."""
+    with committing_session(site.engine):
+        reference = recorded_topup(reader.id, amount)
+    obj = payment_intent_obj(pi_id, amount, reader.id, reference=reference)
+    return event("payment_intent.succeeded", obj)
 
 
 def in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -377,7 +382,7 @@ def test_the_database_going_away_during_a_webhook_is_a_5xx_and_the_retry_credits
     site = fault_site
     reader = site_reader(site)
     pi_id = f"pi_dbfault_{fault}_{reader.id}"
-    evt = topup_event(reader, 700, pi_id)
+    evt = topup_event(site, reader, 700, pi_id)
     holder = site.engine.connect()
     holder.begin()
     # The webhook stores the event, then waits for the wallet's row lock: the test holds
@@ -443,7 +448,9 @@ def test_a_worker_killed_in_the_middle_of_a_purchase_leaves_nothing_half_done(
     site = fault_site
     site.proxy.set_mode(FORWARD)
     reader = site_reader(site)
-    assert site.post_event(topup_event(reader, 500, f"pi_kill_{reader.id}")).status_code == 200
+    assert (
+        site.post_event(topup_event(site, reader, 500, f"pi_kill_{reader.id}")).status_code == 200
+    )
     with site.app.app_context(), committing_session(site.engine):
         slug = make_article(price=120).slug
     url = f"{site.server.base}/api/v1/articles/{slug}/purchase"
