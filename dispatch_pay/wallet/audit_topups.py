@@ -91,23 +91,22 @@ def _credited_amounts_allowed(credited: dict[str, TopUp]) -> list[str]:
     ]
 
 
-def _taken_back(kinds: tuple[str, ...]) -> dict[str, int]:
+def _sums(kinds: tuple[str, ...]) -> dict[str, int]:
     rows = db.session.execute(
         select(LedgerEntry.payment_intent_id, func.sum(LedgerEntry.amount))
         .where(LedgerEntry.kind.in_(kinds), LedgerEntry.payment_intent_id.is_not(None))
         .group_by(LedgerEntry.payment_intent_id)
     )
-    return {str(pi_id): -int(total or 0) for pi_id, total in rows}
+    return {str(pi_id): int(total or 0) for pi_id, total in rows}
 
 
-def _credit_of(topup: TopUp) -> int:
-    total = db.session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.kind == ENTRY_TOPUP,
-            LedgerEntry.payment_intent_id == topup.payment_intent_id,
-        )
-    )
-    return int(total or 0)
+def _taken_back(kinds: tuple[str, ...]) -> dict[str, int]:
+    """What card refunds and lost disputes took from the wallet, by PaymentIntent."""
+    return {pi_id: -total for pi_id, total in _sums(kinds).items()}
+
+
+def _credit_sums() -> dict[str, int]:
+    return _sums((ENTRY_TOPUP,))
 
 
 def _event_objects(types: tuple[str, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -153,9 +152,10 @@ def _refunds_taken_back(credited: dict[str, TopUp]) -> list[str]:
             pi_id = str(topup.payment_intent_id)
             reported[pi_id] = max(reported[pi_id], amount)
     taken = _taken_back((ENTRY_TOPUP_REFUNDED, ENTRY_DISPUTE))
+    credit = _credit_sums()
     problems = []
     for pi_id, refunded in reported.items():
-        owed = min(refunded, _credit_of(credited[pi_id]))
+        owed = min(refunded, credit.get(pi_id, 0))
         if owed > 0 and taken.get(pi_id, 0) < owed:
             problems.append(
                 f"top-up {pi_id}: Stripe refunded {refunded} to the card but the wallet gave "
@@ -176,13 +176,14 @@ def _disputes_applied(credited: dict[str, TopUp]) -> list[str]:
                 "but never applied to the wallet"
             )
     taken = _taken_back((ENTRY_TOPUP_REFUNDED, ENTRY_DISPUTE))
+    credit = _credit_sums()
     debited = set(
         db.session.scalars(select(LedgerEntry.reference).where(LedgerEntry.kind == ENTRY_DISPUTE))
     )
     for dispute in known.values():
         topup = credited.get(dispute.payment_intent_id)
         if dispute.outcome == DisputeOutcome.LOST and topup is not None:
-            owed = min(dispute.amount, _credit_of(topup))
+            owed = min(dispute.amount, credit.get(dispute.payment_intent_id, 0))
             if taken.get(dispute.payment_intent_id, 0) < owed:
                 problems.append(
                     f"dispute {dispute.stripe_dispute_id}: lost, but the wallet gave back "

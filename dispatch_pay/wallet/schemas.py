@@ -62,9 +62,10 @@ class BuyFormSchema(Schema):
 
 
 class PriceChangedSchema(ErrorSchema):
-    """409 `price_changed`: the article's current offer."""
+    """A 409 of a purchase; `price_changed` carries the article's current offer."""
 
-    offer = fields.Nested(OfferSchema, required=True)
+    offer = fields.Nested(OfferSchema)
+    price = fields.Nested(MoneySchema)
 
 
 class IdempotencyHeaderSchema(Schema):
