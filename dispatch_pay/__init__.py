@@ -14,7 +14,7 @@ from dispatch_pay.inputs import DatabaseIdConverter, reject_unsafe_request_text
 from dispatch_pay.money import format_money
 from dispatch_pay.payments.gateway import GATEWAY_KEY, WEBHOOKS_KEY, PaymentGateway
 from dispatch_pay.request_log import register_request_logging
-from dispatch_pay.security import register_security
+from dispatch_pay.security import register_security, trust_proxies
 from models import User, db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,7 @@ def create_app(
     register_template_helpers(app)
     register_commands(app)
     register_public_cache(app)
+    trust_proxies(app)  # last: the outermost middleware (see its docstring)
     return app
 
 

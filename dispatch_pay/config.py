@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dispatch_pay.money import DEFAULT_CURRENCY
 
@@ -44,6 +45,30 @@ def _development_secret(instance_path: Path) -> str:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def normalise_public_base_url(value: str | None) -> str | None:
+    """`scheme://host[:port][/prefix]` without a trailing slash, or ConfigurationError."""
+    if value is None or not value.strip():
+        return None
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        parts = parts._replace(scheme="")  # refused below
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() or ord(c) < 0x20 for c in value.strip())
+    ):
+        raise ConfigurationError(
+            "PUBLIC_BASE_URL must look like https://dispatch.example (optionally with a "
+            f"path prefix), not {value!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -94,9 +119,11 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "DEFAULT_ARTICLE_PRICE": {"amount": 39, "currency": DEFAULT_CURRENCY},
         "PUBLIC_CACHE_ENABLED": True,
         "PUBLIC_CACHE_MAX_AGE": 10,
-        "PUBLIC_CACHE_MAX_BYTES": 64 * 1024 * 1024,
+        # Memory each process may spend on cached anonymous pages (keys, headers, bodies).
+        "PUBLIC_CACHE_MAX_BYTES": int(os.environ.get("PUBLIC_CACHE_MAX_BYTES") or 64 * 1024 * 1024),
     }
     config.update(overrides)
+    config["PUBLIC_BASE_URL"] = normalise_public_base_url(config["PUBLIC_BASE_URL"])
     if not config["SECRET_KEY"]:
         if production:
             raise ConfigurationError("SECRET_KEY must be set in production")

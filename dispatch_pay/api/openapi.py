@@ -265,7 +265,7 @@ def build_document(app: Flask) -> dict[str, Any]:
     """The whole document; routes without an `operation` declaration are left out."""
     plugin = MarshmallowPlugin()
     spec = APISpec(
-        title=f"{app.config['SITE_NAME']} API",
+        title=f"{app.config.get('SITE_NAME', 'dispatch_pay')} API",
         version="1",
         openapi_version=OPENAPI_VERSION,
         plugins=[plugin],

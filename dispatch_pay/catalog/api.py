@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify
 
 from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
@@ -20,6 +20,7 @@ from dispatch_pay.catalog.schemas import (
 )
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
+from dispatch_pay.urls import absolute_url
 
 bp = api_blueprint("catalog_api", __name__)
 # Built once (their construction does not depend on the request); dumping is thread-safe.
@@ -81,9 +82,7 @@ def get_article(slug: str) -> Response:
             "offer": OFFER.dump(
                 {
                     "price": {"amount": article.price_amount, "currency": article.price_currency},
-                    "purchase_url": url_for(
-                        "wallet_api.purchase_article", slug=article.slug, _external=True
-                    ),
+                    "purchase_url": absolute_url("wallet_api.purchase_article", slug=article.slug),
                 }
             ),
             "article": LOCKED.dump(article),

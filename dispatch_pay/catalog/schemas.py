@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.money import MoneySchema
+from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.schemas import (
     ReportSchema,
     VerificationSummarySchema,
@@ -39,7 +39,7 @@ class TeaserSchema(Schema):
         return {"amount": article.price_amount, "currency": article.price_currency}
 
     def get_url(self, article: Article) -> str:
-        return url_for("catalog.article_page", slug=article.slug, _external=True)
+        return absolute_url("catalog.article_page", slug=article.slug)
 
     def get_verification(self, article: Article) -> dict[str, Any]:
         revision = article.live_revision

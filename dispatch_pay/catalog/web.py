@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, render_template
 from flask_login import current_user, login_required
 
 from dispatch_pay.catalog import services
@@ -13,6 +13,7 @@ from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.inputs import load_query
+from dispatch_pay.urls import absolute_url
 from models import Article, User
 
 bp = Blueprint("catalog", __name__)
@@ -123,8 +124,8 @@ def feed() -> Response:
             )
             for a in articles
         ],
-        home=url_for("catalog.front_page", _external=True),
-        self_url=request.url,
+        home=absolute_url("catalog.front_page"),
+        self_url=absolute_url("catalog.feed"),
     )
     return Response(body, mimetype="application/rss+xml")
 
@@ -136,12 +137,11 @@ def sitemap() -> Response:
     body = render_template(
         "sitemap.xml",
         pages=[
-            url_for("catalog.front_page", _external=True),
-            url_for("catalog.verification_page", _external=True),
+            absolute_url("catalog.front_page"),
+            absolute_url("catalog.verification_page"),
         ],
         articles=[
-            (url_for("catalog.article_page", slug=a.slug, _external=True), a.updated_at)
-            for a in articles
+            (absolute_url("catalog.article_page", slug=a.slug), a.updated_at) for a in articles
         ],
     )
     return Response(body, mimetype="application/xml")

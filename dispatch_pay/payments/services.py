@@ -281,10 +281,6 @@ def _mismatch(intent: Intent, topup: TopUp) -> str | None:
     return None
 
 
-def is_ours(intent: Intent) -> bool:
-    return our_intent(intent) is not None
-
-
 def topup_for_intent(ours: OurIntent) -> TopUp:
     """Our row for this PaymentIntent (the one its reference names), linked to it.
 

@@ -197,7 +197,7 @@ def create_topup() -> ResponseReturnValue:
             payments.record_failure(failure)
             db.session.commit()  # a decline is a fact worth keeping though the request fails
             raise failure.error from failure
-        topup = crediting.apply_intent(intent)
+        topup = crediting.apply_intent(intent) or topup
     return jsonify(TopUpCreatedSchema().dump({"topup": topup})), 201
 
 

@@ -31,18 +31,19 @@ log = logging.getLogger(__name__)
 CHARGE_DISPUTED = "charge_disputed"
 
 
-def apply_intent(intent: Intent) -> TopUp:
+def apply_intent(intent: Intent) -> TopUp | None:
     """Bring our top-up up to date with a PaymentIntent; credit it if it succeeded.
 
-    Raises payments.NotCreditable for a PaymentIntent that does not match its top-up.
+    None (and nothing written) when the PaymentIntent is not one of ours; raises
+    payments.NotCreditable for one that names our top-up but does not match it.
     """
     ours = payments.our_intent(intent)
     if ours is None:
-        raise DomainError("not_found", "No such top-up.", status=404)
+        return None
     locked_wallet(ours.reader.id, intent.currency)
     topup = payments.update_topup(ours)
     if intent.status == TopUpStatus.SUCCEEDED:
-        _credit(ours)
+        credit_ours(ours)
     return topup
 
 
@@ -56,12 +57,16 @@ def credit_intent(intent: Intent, *, dispute_settled: bool = False) -> bool:
     if intent.status != TopUpStatus.SUCCEEDED:
         return False
     ours = payments.our_intent(intent)
-    return ours is not None and _credit(ours, dispute_settled=dispute_settled)
+    return ours is not None and credit_ours(ours, dispute_settled=dispute_settled)
 
 
-def _credit(ours: payments.OurIntent, *, dispute_settled: bool = False) -> bool:
-    """Every credit path ends here: only a succeeded payment, never a disputed charge,
-    and what the card already got back is taken back in the same transaction."""
+def credit_ours(ours: payments.OurIntent, *, dispute_settled: bool = False) -> bool:
+    """Credit a PaymentIntent `payments.our_intent` recognised; True only the first time.
+
+    Every credit path ends here: only a succeeded payment, never a disputed charge (until
+    its dispute is settled for the reader), and what the card already got back is taken
+    back in the same transaction.
+    """
     intent = ours.intent
     if intent.status != TopUpStatus.SUCCEEDED:
         return False
@@ -83,12 +88,12 @@ def _credit(ours: payments.OurIntent, *, dispute_settled: bool = False) -> bool:
         return False
     if intent.fee is not None:
         record_fee(topup.id, intent.fee)
-    _buy_on_credit(topup, ours)
+    _buy_oncredit_ours(topup, ours)
     db.session.flush()
     return True
 
 
-def _buy_on_credit(topup: TopUp, ours: payments.OurIntent) -> None:
+def _buy_oncredit_ours(topup: TopUp, ours: payments.OurIntent) -> None:
     """Complete the purchase that this top-up was made for, if the money now covers it."""
     article: Article | None = None
     if topup.buy_article_id is not None:
@@ -124,7 +129,7 @@ def reconcile(gateway_: PaymentGateway, lookback: timedelta = timedelta(days=3))
             continue
         if ours is None or intent.status != TopUpStatus.SUCCEEDED:
             continue
-        if _credit(ours):
+        if credit_ours(ours):
             report.append(
                 f"credited {intent.id}: {format_money(intent.amount, intent.currency)} "
                 f"to reader {ours.reader.id}"

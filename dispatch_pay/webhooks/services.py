@@ -29,7 +29,7 @@ from dispatch_pay.payments.gateway import (
     live_keys,
     webhook_events,
 )
-from dispatch_pay.wallet.crediting import apply_intent, credit_intent
+from dispatch_pay.wallet.crediting import apply_intent, credit_ours
 from dispatch_pay.wallet.disputes import close_dispute, open_dispute, record_card_refund
 from models import TopUp, TopUpStatus, WebhookEvent, db
 
@@ -153,17 +153,18 @@ def _apply(handler: Handler, event: Event, behind: Behind | None) -> str:
 
 
 def _payment_intent_succeeded(intent: Intent, _behind: Behind | None) -> str:
-    if not payments.is_ours(intent):
+    ours = payments.our_intent(intent)
+    if ours is None:
         return "ignored"
     if intent.status != TopUpStatus.SUCCEEDED:
         return "not_succeeded"
-    return "credited" if credit_intent(intent) else "already_credited"
+    return "credited" if credit_ours(ours) else "already_credited"
 
 
 def _payment_intent_failed(intent: Intent, _behind: Behind | None) -> str:
-    if not payments.is_ours(intent):
-        return "ignored"
     topup = apply_intent(intent)
+    if topup is None:
+        return "ignored"
     payments.mark_failed(topup, intent.failure_code)
     return "marked_failed"
 
@@ -176,10 +177,12 @@ def _topup_for_charge(charge: Charge, behind: Behind | None) -> TopUp | None:
     # Not credited yet: only Stripe's PaymentIntent (asked by `ask_behind`) says whose it
     # is; a charge's own metadata is not ours, so nothing is guessed from it.
     intent = behind.intent if behind is not None else None
-    if intent is None or not payments.is_ours(intent):
+    ours = payments.our_intent(intent) if intent is not None else None
+    if ours is None:
         return None
-    credit_intent(intent)  # a refund or dispute may arrive before payment_intent.succeeded
-    return payments.find_topup(intent.id)
+    if ours.intent.status == TopUpStatus.SUCCEEDED:
+        credit_ours(ours)  # a refund or dispute may arrive before payment_intent.succeeded
+    return payments.find_topup(ours.intent.id)
 
 
 def _charge_refunded(charge: Charge, behind: Behind | None) -> str:
@@ -217,7 +220,9 @@ def _dispute_closed(dispute: Dispute, behind: Behind | None) -> str:
         return "ignored"
     outcome = close_dispute(topup, dispute.id, dispute.amount, dispute.charge.id, dispute.won)
     if dispute.won and topup.credited_at is None and behind is not None and behind.intent:
-        credit_intent(behind.intent, dispute_settled=True)  # held while it was disputed
+        ours = payments.our_intent(behind.intent)
+        if ours is not None:
+            credit_ours(ours, dispute_settled=True)  # held while it was disputed
     return outcome
 
 

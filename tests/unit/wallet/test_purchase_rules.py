@@ -10,18 +10,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from dispatch_pay.errors import DomainError
-from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article
-from models import ENTRY_TOPUP, Purchase, User, Wallet, db
+from models import Purchase, User, Wallet, db
 from tests.support.factories import bearer, make_article, make_token, make_user
-from tests.support.web import assert_error, csrf_token_from
-from tests.support.web import log_in as login_browser
+from tests.support.wallet import fund
+from tests.support.web import assert_error, csrf_token_from, log_in
 
 
 def funded_publisher() -> User:
     publisher = make_user(role="publisher")
-    post_entry(locked_wallet(publisher.id, "usd"), ENTRY_TOPUP, 500, f"seed:{publisher.id}")
-    db.session.commit()
+    fund(publisher, 500)
     return publisher
 
 
@@ -59,7 +57,7 @@ def test_the_paywall_button_refuses_a_publisher_with_money(client: FlaskClient) 
     """Before the rule moved into the service, this form bought the article."""
     publisher = funded_publisher()
     article = make_article(price=39)
-    login_browser(client, publisher.email)
+    log_in(client, publisher)
     token = csrf_token_from(client, f"/articles/{article.slug}")
     # As the paywall's form sends it: with the price it showed.
     form = {"csrf_token": token, "expected_amount": "39", "expected_currency": "usd"}
