@@ -103,6 +103,7 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay.catalog import web as catalog_web
     from dispatch_pay.publisher import api as publisher_api
     from dispatch_pay.publisher import web as publisher_web
+    from dispatch_pay.verification import web as verification_web
     from dispatch_pay.wallet import api as wallet_api
     from dispatch_pay.wallet import web as wallet_web
     from dispatch_pay.webhooks import web as webhooks_web
@@ -113,6 +114,7 @@ def register_blueprints(app: Flask) -> None:
         catalog_web,
         wallet_web,
         publisher_web,
+        verification_web,
         webhooks_web,
         accounts_api,
         catalog_api,

@@ -190,7 +190,23 @@ def audit_command() -> None:
     click.echo("audit: every ledger invariant holds.")
 
 
+@click.group("signing-key", help="The Ed25519 keys that sign verification manifests.")
+def signing_key_group() -> None:
+    pass
+
+
+@signing_key_group.command("rotate")
+def signing_key_rotate() -> None:
+    """Make a new signing key for new manifests; old public keys stay published."""
+    from dispatch_pay.verification.signing import rotate_key
+
+    key = rotate_key()
+    db.session.commit()
+    click.echo(f"New signing key {key.kid}; older keys stay in the published key set.")
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(signing_key_group)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(audit_command)
     app.cli.add_command(db_group)

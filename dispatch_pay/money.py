@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -64,3 +66,18 @@ class PriceSchema(MoneySchema):
 def money(amount: int, currency: str) -> dict[str, Any]:
     """Money as the API and the templates show it."""
     return {"amount": amount, "currency": currency}
+
+
+# Forms (HTML) take amounts in major units, as people type them: "0.39", "7.50".
+class MajorUnits(fields.Field):
+    """ "0.39" → 39 minor units, exactly (Decimal, never a float)."""
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
+        "invalid": "Enter an amount like 0.39.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        text = str(value).strip().lstrip("$€£").strip()
+        if not re.fullmatch(r"[0-9]{1,7}(\.[0-9]{1,2})?", text):  # ASCII digits only
+            raise self.make_error("invalid")
+        return int(Decimal(text) * 100)

@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from dispatch_pay import create_app
@@ -31,6 +31,26 @@ from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+
+
+def looks_like_test_database(url: str) -> bool:
+    """The suite empties its database: only a name starting or ending in "test" will do."""
+    name = (make_url(url).database or "").rsplit("/", 1)[-1].lower()
+    return name.startswith("test") or name.endswith("test")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (
+        TEST_DATABASE_URL
+        and not looks_like_test_database(TEST_DATABASE_URL)
+        and os.environ.get("ALLOW_ANY_TEST_DATABASE") != "1"
+    ):
+        raise pytest.UsageError(
+            f"TEST_DATABASE_URL names the database {make_url(TEST_DATABASE_URL).database!r}: "
+            "the suite empties it (DROP SCHEMA public CASCADE), so its name must start or end "
+            'with "test" (e.g. dispatch_test). Set ALLOW_ANY_TEST_DATABASE=1 to use it anyway.'
+        )
+
 
 # Cheap scrypt parameters: the tests hash hundreds of passwords.
 FAST_HASH = "scrypt:1024:8:1"

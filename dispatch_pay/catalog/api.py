@@ -21,6 +21,8 @@ from dispatch_pay.catalog.schemas import (
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
 from dispatch_pay.urls import absolute_url
+from dispatch_pay.verification.manifests import live_manifest, manifest_document
+from dispatch_pay.verification.schemas import SignedManifestSchema
 
 bp = api_blueprint("catalog_api", __name__)
 # Built once (their construction does not depend on the request); dumping is thread-safe.
@@ -30,6 +32,7 @@ PAGE_QUERY = PageQuerySchema()
 LOCKED = LockedArticleSchema()
 OFFER = OfferSchema()
 LIBRARY = LibrarySchema()
+SIGNED_MANIFEST = SignedManifestSchema()
 
 
 @bp.get("/articles")
@@ -88,6 +91,31 @@ def get_article(slug: str) -> Response:
             "article": LOCKED.dump(article),
         },
     )
+
+
+@bp.get("/articles/<slug>/manifest")
+@operation(
+    "The signed verification manifest of the text readers get now",
+    auth="optional",
+    response=SignedManifestSchema,
+    description="Hashes and counts only, signed as a compact JWS (EdDSA) with a key "
+    "published at `/.well-known/dispatch-keys.json`. An article taken off sale answers "
+    "404 to everyone but its buyers (and publishers).",
+    errors={404: "`not_found`: unknown, never published, or off sale."},
+)
+def get_manifest(slug: str) -> Response:
+    article = services.find_article(slug)
+    viewer = api_user()
+    # The read gate decides who may see the article at all; a teaser reader may see
+    # its manifest (hashes and counts are no part of what is sold).
+    if read_access(viewer, article) is Access.HIDDEN:
+        raise not_found("article")
+    manifest = live_manifest(article)
+    if manifest is None:
+        raise not_found("article")
+    if viewer is None and article.is_published:
+        mark_public()
+    return jsonify(SIGNED_MANIFEST.dump(manifest_document(manifest)))
 
 
 @bp.get("/library")

@@ -14,7 +14,11 @@ from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.inputs import load_query
 from dispatch_pay.urls import absolute_url
-from models import Article, User
+from dispatch_pay.verification.manifests import corrections
+from dispatch_pay.verification.marking import VERDICT_SIGNS, claim_reviews, mark_quotes
+from dispatch_pay.verification.notices import library_notices
+from dispatch_pay.verification.snippet import check_program
+from models import STATUS_WITHDRAWN, Article, User
 
 bp = Blueprint("catalog", __name__)
 
@@ -79,28 +83,59 @@ def article_page(slug: str) -> str:
     if viewer is None and access is Access.TEASER:
         mark_public()
     teaser = TEASER.dump(article)
-    # Two templates: the locked one is never handed the full article.
-    full = FULL.dump(article) if access is Access.FULL else None
-    offer = None if full else paywall_offer(viewer, article)
+    if access is not Access.FULL:
+        # Two templates: the locked one is never handed the full article.
+        return render_template(
+            "article_teaser.html",
+            article=teaser,
+            free=article.is_free,
+            published=article.is_published,
+            withdrawn=article.status == STATUS_WITHDRAWN,
+            structured_data=structured_data(teaser, article.is_free),
+            paywall_class=PAYWALL_SELECTOR.lstrip("."),
+            offer=paywall_offer(viewer, article),
+            corrections=corrections(article),
+        )
+    full = FULL.dump(article)
+    report = full["verification"]
+    body, marked = mark_quotes(full["body_html"], report.get("claims") or [])
+    data = structured_data(teaser, article.is_free)
+    if report.get("claims"):
+        # ClaimReview only here: the claims are part of what is sold.
+        data["review"] = claim_reviews(report, teaser["url"], teaser["published_at"])
     return render_template(
-        "article_full.html" if full else "article_teaser.html",
+        "article_full.html",
         article=teaser,
         full=full,
+        body=body,
+        marked=marked,
         free=article.is_free,
         published=article.is_published,
-        structured_data=structured_data(teaser, article.is_free),
+        withdrawn=article.status == STATUS_WITHDRAWN,
+        structured_data=data,
         paywall_class=PAYWALL_SELECTOR.lstrip("."),
-        offer=offer,
+        corrections=full["corrections"],
+        signs=VERDICT_SIGNS,
     )
 
 
 @bp.get("/library")
 @login_required
 def library_page() -> str:
-    items = services.library(current_user._get_current_object())
+    reader = current_user._get_current_object()
+    items = services.library(reader)
+    notices = library_notices(reader)
     return render_template(
         "library.html",
-        items=[{"article": TEASER.dump(i.article), "acquired_at": i.acquired_at} for i in items],
+        items=[
+            {
+                "article": TEASER.dump(i.article),
+                "acquired_at": i.acquired_at,
+                "notices": notices.get(i.article.id, []),
+                "withdrawn": i.article.status == STATUS_WITHDRAWN,
+            }
+            for i in items
+        ],
     )
 
 
@@ -108,7 +143,8 @@ def library_page() -> str:
 def verification_page() -> str:
     if _viewer() is None:
         mark_public()
-    return render_template("verification.html")
+    site = absolute_url("catalog.front_page")
+    return render_template("verification.html", snippet=check_program(site))
 
 
 @bp.get("/feed.xml")

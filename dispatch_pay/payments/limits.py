@@ -45,19 +45,18 @@ def selected_preset(offer: dict[str, Any], requested: int | None = None) -> int:
     return TOPUP_SUGGESTED if TOPUP_SUGGESTED in presets else presets[0]
 
 
+def topup_range_message(currency: str) -> str:
+    """What a refused top-up amount is told, on the wallet page and in the API alike."""
+    low = format_money(topup_minimum(currency), currency)
+    return f"A top-up is between {low} and {format_money(TOPUP_MAXIMUM, currency)}."
+
+
 def topup_amount_allowed(amount: int, currency: str) -> bool:
     """Whether a top-up of this amount may be made (and so credited)."""
     return currency in CURRENCIES and topup_minimum(currency) <= amount <= TOPUP_MAXIMUM
 
 
 def validate_topup_amount(amount: int, currency: str) -> None:
-    minimum = topup_minimum(currency)
+    """Stripe's minimum charge for the currency up to TOPUP_MAXIMUM, or a 422 on `amount`."""
     if not topup_amount_allowed(amount, currency):
-        raise invalid_fields(
-            {
-                "amount": [
-                    f"A top-up is between {format_money(minimum, currency)} and "
-                    f"{format_money(TOPUP_MAXIMUM, currency)}."
-                ]
-            }
-        )
+        raise invalid_fields({"amount": [topup_range_message(currency)]})

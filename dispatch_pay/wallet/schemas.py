@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.catalog.schemas import OfferSchema
-from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MoneySchema, money
+from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MajorUnits, MoneySchema, money
 from dispatch_pay.payments.limits import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, TopUp, Wallet
 
@@ -203,4 +203,14 @@ class TopUpStatusSchema(TopUpCreatedSchema):
             "description": "whether the article named by `buy` is now owned; "
             "null when the top-up buys nothing"
         },
+    )
+
+
+class TopUpAmountFormSchema(Schema):
+    """The wallet page's "Other amount" field, typed in major units ("7.50")."""
+
+    amount = MajorUnits(
+        required=True,
+        data_key="other",
+        error_messages={"invalid": "Enter an amount like 7.50."},
     )

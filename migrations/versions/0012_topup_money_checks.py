@@ -2,7 +2,7 @@
 when Stripe was last asked about them
 
 Revision ID: 0012_topup_money_checks
-Revises: 0008_status_enums
+Revises: 0009_signed_manifests
 Create Date: 2026-12-02 04:00:00
 
 Issue 11: `buy_expected_amount` (item 5), `amount_refunded` (item 2: `audit` compares
@@ -18,7 +18,7 @@ from alembic import op
 import models.base
 
 revision = "0012_topup_money_checks"
-down_revision = "0008_status_enums"
+down_revision = "0009_signed_manifests"
 branch_labels = None
 depends_on = None
 

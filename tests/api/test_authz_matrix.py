@@ -151,6 +151,7 @@ MATRIX: list[Row] = [
     Row("GET /sitemap.xml", (200, 200, 200, 200)),
     Row("GET /healthz", (200, 200, 200, 200)),
     Row("GET /static/{filename}", (200, 200, 200, 200)),
+    Row("GET /favicon.ico", (200, 200, 200, 200)),
     Row("GET /api/openapi.json", (200, 200, 200, 200)),
     Row("GET /api/docs", (200, 200, 200, 200)),
     Row("GET /signup", (200, 200, 200, 200)),
@@ -177,6 +178,9 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/articles", (200, 200, 200, 200)),
     Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200)),
     Row("GET /api/v1/library", (401, 200, 200, 200)),
+    # Verification anyone can check: hashes and counts, no part of what is sold.
+    Row("GET /api/v1/articles/{slug}/manifest", (200, 200, 200, 200)),
+    Row("GET /.well-known/dispatch-keys.json", (200, 200, 200, 200)),
     # Wallet and purchases.
     Row("GET /api/v1/wallet", (401, 200, 200, 200)),
     Row("POST /api/v1/articles/{slug}/purchase", (401, 201, 402, 403), values=FOR_SALE),
@@ -202,6 +206,7 @@ MATRIX: list[Row] = [
     Row("POST /publisher/articles/new", (LOGIN, 403, 403, 302), form=article_form),
     Row("GET /publisher/articles/{slug}", (LOGIN, 403, 403, 200)),
     Row("GET /publisher/articles/{slug}/edit", (LOGIN, 403, 403, 200)),
+    Row("GET /publisher/articles/{slug}/manifests/{sequence}.json", (LOGIN, 403, 403, 200)),
     Row(
         "POST /publisher/articles/{slug}/edit",
         (LOGIN, 403, 403, 302),
@@ -275,6 +280,7 @@ def build_world() -> World:
         "purchase_id": purchase.id,
         "topup_id": topup_id,
         "filename": "style.css",
+        "sequence": 1,  # the owned article's first signed manifest
     }
     return World(users=users, tokens=tokens, values=values)
 
@@ -338,7 +344,7 @@ def call(client: FlaskClient, row: Row, actor: str, world: World) -> TestRespons
 
 def leaks(response: TestResponse, world: World, sent: str) -> list[str]:
     """The reader's things in a response, other than what the caller sent itself."""
-    text = response.get_data(as_text=True)
+    text = response.get_data().decode("utf-8", "replace")  # /favicon.ico is binary
     secrets = [
         world.users["reader"].email,
         str(world.values["token_prefix"]),
