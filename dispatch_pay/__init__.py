@@ -76,7 +76,7 @@ def register_payment_gateway(app: Flask, gateway: PaymentGateway | object | None
 
     Webhooks are verified with their own secret, with or without an API key.
     """
-    from dispatch_pay.payments.stripe_gateway import StripeGateway, StripeWebhooks, build_client
+    from dispatch_pay.payments.stripe_gateway import StripeGateway, StripeWebhooks
 
     app.extensions[WEBHOOKS_KEY] = StripeWebhooks(app.config["STRIPE_WEBHOOK_SECRET"])
     if gateway is not FROM_CONFIG:
@@ -88,14 +88,12 @@ def register_payment_gateway(app: Flask, gateway: PaymentGateway | object | None
         return
     base = app.config["STRIPE_API_BASE"]
     app.extensions[GATEWAY_KEY] = StripeGateway(
-        build_client(
-            key,
-            base,
-            timeout=float(app.config["STRIPE_TIMEOUT_SECONDS"]),
-            retries=int(app.config["STRIPE_NETWORK_RETRIES"]),
-        ),
+        key,
         app.config["STRIPE_PUBLISHABLE_KEY"],
         base,
+        budget=float(app.config["STRIPE_TIMEOUT_SECONDS"]),
+        retries=int(app.config["STRIPE_NETWORK_RETRIES"]),
+        max_concurrent=int(app.config["STRIPE_MAX_CONCURRENT_CALLS"]),
     )
 
 

@@ -16,6 +16,11 @@ from dispatch_pay.money import DEFAULT_CURRENCY
 STRIPE_TIMEOUT_SECONDS = 10.0
 # Retries reuse the Idempotency-Key, so Stripe never charges twice for them.
 STRIPE_NETWORK_RETRIES = 1
+# Stripe calls that may wait at once in one process (gunicorn runs 4 threads a worker):
+# a frozen Stripe then holds at most this many threads, and pages keep being served.
+STRIPE_MAX_CONCURRENT_CALLS = 2
+# A pending top-up's page polls; Stripe is asked about one top-up at most this often.
+TOPUP_POLL_SECONDS = 3.0
 
 
 class ConfigurationError(RuntimeError):
@@ -84,6 +89,10 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "STRIPE_NETWORK_RETRIES": int(
             os.environ.get("STRIPE_NETWORK_RETRIES") or STRIPE_NETWORK_RETRIES
         ),
+        "STRIPE_MAX_CONCURRENT_CALLS": int(
+            os.environ.get("STRIPE_MAX_CONCURRENT_CALLS") or STRIPE_MAX_CONCURRENT_CALLS
+        ),
+        "TOPUP_POLL_SECONDS": float(os.environ.get("TOPUP_POLL_SECONDS") or TOPUP_POLL_SECONDS),
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "PASSWORD_HASH_METHOD": "scrypt",
         "MAX_CONTENT_LENGTH": 1024 * 1024,

@@ -28,6 +28,12 @@ class Money:
     amount: int
     currency: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"amount": self.amount, "currency": self.currency}
+
+    def format(self) -> str:
+        return format_money(self.amount, self.currency)
+
 
 def format_money(amount: int, currency: str) -> str:
     """ "$0.39" for 39 usd; a minus sign before the symbol for negative amounts."""

@@ -224,6 +224,15 @@ class TopUp(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(default=None)
     buy_article: Mapped[Article | None] = relationship(viewonly=True)
+    # The price the reader was shown for `buy_article` (in this top-up's currency): the
+    # purchase on credit is made only at that price (issue 11, item 5).
+    buy_expected_amount: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Stripe's cumulative `amount_refunded` of the charge, the largest seen: `audit`
+    # checks that the wallet gave back at least this much of what was credited.
+    amount_refunded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When Stripe was last asked about this top-up for a poll: at most once per few
+    # seconds however often pages poll (claimed by a conditional UPDATE, see payments).
+    checked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Dispute(Base):

@@ -198,7 +198,14 @@
           currency: form.dataset.currency,
           payment_method: await paymentMethodId()
         };
-        if (buying) { body.buy = form.dataset.buy; }
+        if (buying) {
+          body.buy = form.dataset.buy;
+          // The price this page showed: if it moved meanwhile, nothing is charged (409).
+          body.expected_price = {
+            amount: parseInt(form.dataset.buyAmount, 10),
+            currency: form.dataset.buyCurrency
+          };
+        }
         pending = { body: body, key: newKey() };
       }
       var topup = (await api("POST", "/api/v1/wallet/topups", pending.body, pending.key)).topup;

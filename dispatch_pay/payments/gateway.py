@@ -15,7 +15,15 @@ from dispatch_pay.errors import DomainError
 
 
 class PaymentProviderUnavailable(Exception):
-    """Stripe could not be reached, timed out, or failed on its side."""
+    """Stripe could not be reached, timed out, or failed on its side.
+
+    `outcome_unknown`: the request may have reached Stripe (a timeout, an error on
+    Stripe's side), so whether it took effect (a card charged) is not known.
+    """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
 
 
 class CardDeclined(Exception):
@@ -72,6 +80,10 @@ class Intent:
     # The card that paid (latest_charge.payment_method_details.card), for receipts.
     card_brand: str | None = None
     card_last4: str | None = None
+    # Of the latest charge, when Stripe sent it expanded (0 / False when it did not):
+    # money the card got back, and whether the cardholder disputed it.
+    amount_refunded: int = 0
+    disputed: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,9 +214,22 @@ def webhook_events() -> WebhookEvents:
     return found
 
 
-def provider_unavailable() -> DomainError:
-    return DomainError(
-        "payment_provider_unavailable",
-        "The payment provider is unavailable; nothing was charged. Try again shortly.",
-        status=503,
-    )
+def provider_unavailable(outcome_unknown: bool = False) -> DomainError:
+    """The contract's 503. After a timeout nobody knows whether the card was charged, so
+    the message says what happens either way instead of "nothing was charged"."""
+    if outcome_unknown:
+        message = (
+            "The payment provider did not answer in time. If your card was charged, your "
+            "wallet is credited automatically; retrying with the same Idempotency-Key "
+            "never charges twice."
+        )
+    else:
+        message = "The payment provider is unavailable; nothing was charged. Try again shortly."
+    return DomainError("payment_provider_unavailable", message, status=503)
+
+
+def live_keys() -> bool:
+    """Whether the configured Stripe key is a live one: events of the other mode are not
+    for this deployment (a test event must never move real money, nor the reverse)."""
+    key = str(current_app.config.get("STRIPE_SECRET_KEY") or "")
+    return key.startswith(("sk_live_", "rk_live_"))

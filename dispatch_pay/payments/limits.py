@@ -51,7 +51,12 @@ def topup_range_message(currency: str) -> str:
     return f"A top-up is between {low} and {format_money(TOPUP_MAXIMUM, currency)}."
 
 
+def topup_amount_allowed(amount: int, currency: str) -> bool:
+    """Whether a top-up of this amount may be made (and so credited)."""
+    return currency in CURRENCIES and topup_minimum(currency) <= amount <= TOPUP_MAXIMUM
+
+
 def validate_topup_amount(amount: int, currency: str) -> None:
     """Stripe's minimum charge for the currency up to TOPUP_MAXIMUM, or a 422 on `amount`."""
-    if amount < topup_minimum(currency) or amount > TOPUP_MAXIMUM:
+    if not topup_amount_allowed(amount, currency):
         raise invalid_fields({"amount": [topup_range_message(currency)]})

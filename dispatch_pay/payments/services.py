@@ -13,13 +13,12 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatch_pay.errors import DomainError
-from dispatch_pay.inputs import MAX_ROW_ID
-from dispatch_pay.money import CURRENCIES
 from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import (
     CardDeclined,
@@ -29,8 +28,8 @@ from dispatch_pay.payments.gateway import (
     provider_unavailable,
     require_gateway,
 )
-from dispatch_pay.payments.limits import validate_topup_amount
-from models import Article, TopUp, TopUpStatus, User, db
+from dispatch_pay.payments.limits import topup_amount_allowed, validate_topup_amount
+from models import Article, TopUp, TopUpStatus, User, db, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,13 @@ REFERENCE_LENGTH = 32  # secrets.token_hex(16)
 PURPOSE_TOPUP = "wallet_topup"
 
 
-def _fingerprint(amount: int, currency: str, payment_method: str | None, buy: str | None) -> str:
-    return hashlib.sha256(f"{amount}|{currency}|{payment_method}|{buy}".encode()).hexdigest()
+def _fingerprint(
+    amount: int, currency: str, payment_method: str | None, buy: str | None, price: int | None
+) -> str:
+    request = f"{amount}|{currency}|{payment_method}|{buy}"
+    if price is not None:  # only then: fingerprints of older top-ups stay valid
+        request += f"|{price}"
+    return hashlib.sha256(request.encode()).hexdigest()
 
 
 def prepare_topup(
@@ -55,14 +59,18 @@ def prepare_topup(
     payment_method: str | None,
     buy: Article | None,
     idempotency_key: str | None,
+    buy_price: int | None = None,
 ) -> tuple[TopUp, bool]:
     """Validate and record the top-up; (top-up, True) when Stripe must still be asked.
 
-    `buy` is the article to buy once the money is in, already checked by the caller.
+    `buy` is the article to buy once the money is in, already checked by the caller;
+    `buy_price` the price the reader was shown for it (it is bought only at that price).
     """
     require_gateway()  # 503 before anything is recorded when Stripe is not configured
     validate_topup_amount(amount, currency)
-    fingerprint = _fingerprint(amount, currency, payment_method, buy.slug if buy else None)
+    fingerprint = _fingerprint(
+        amount, currency, payment_method, buy.slug if buy else None, buy_price
+    )
     if idempotency_key is not None:
         existing = _topup_for_key(user.id, idempotency_key)
         if existing is not None:
@@ -75,6 +83,7 @@ def prepare_topup(
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         buy_article_id=buy.id if buy else None,
+        buy_expected_amount=buy_price if buy else None,
         reference=secrets.token_hex(REFERENCE_LENGTH // 2),
     )
     try:
@@ -133,10 +142,13 @@ class IntentRequest:
     currency: str
     metadata: dict[str, str]
     payment_method: str | None
+    reference: str | None = None
 
     @property
     def idempotency_key(self) -> str:
-        return f"dispatch-topup-{self.topup_id}"
+        """Stripe's Idempotency-Key: the top-up's random reference, so that two
+        deployments sharing a Stripe account never collide (top-up ids repeat)."""
+        return f"dispatch-topup-{self.reference or self.topup_id}"
 
 
 class TopUpFailure(Exception):
@@ -167,7 +179,9 @@ def intent_request(topup_id: int, payment_method: str | None) -> IntentRequest:
         article = db.session.get(Article, topup.buy_article_id)
         if article is not None:
             metadata[META_ARTICLE] = article.slug
-    return IntentRequest(topup.id, topup.amount, topup.currency, metadata, payment_method)
+    return IntentRequest(
+        topup.id, topup.amount, topup.currency, metadata, payment_method, topup.reference
+    )
 
 
 def create_intent(request: IntentRequest) -> Intent:
@@ -193,7 +207,7 @@ def create_intent(request: IntentRequest) -> Intent:
         raise TopUpFailure(request.topup_id, "request_rejected", None, error) from exc
     except PaymentProviderUnavailable as exc:
         log.warning("stripe unavailable for top-up %s: %s", request.topup_id, type(exc).__name__)
-        error = provider_unavailable()
+        error = provider_unavailable(exc.outcome_unknown)
         raise TopUpFailure(request.topup_id, "provider_unavailable", None, error) from exc
 
 
@@ -214,71 +228,67 @@ class OurIntent:
 
     intent: Intent
     reader: User
-    topup_id: int | None  # the top-up row named in the metadata, if any
+    topup_id: int  # our top-up row, found by the PaymentIntent's dispatch_ref
     article_slug: str | None  # the article this top-up was made to buy, if any
 
 
+class NotCreditable(Exception):
+    """A PaymentIntent that names one of our top-ups but does not match it (another
+    reader, amount, currency or PaymentIntent): never credited; stored and reported."""
+
+    def __init__(self, intent: Intent, reason: str) -> None:
+        super().__init__(f"{intent.id}: {reason}")
+        self.intent = intent
+        self.reason = reason
+
+
 def our_intent(intent: Intent) -> OurIntent | None:
-    """The reader, top-up and article behind a PaymentIntent; None if it is not ours."""
+    """The reader, top-up and article behind a PaymentIntent; None if it is not ours.
+
+    Ours means: made by this deployment for a top-up, i.e. its `dispatch_ref` is the
+    reference of one of our top-ups (PaymentIntents without one are never credited,
+    whatever reader they name). One that names our top-up but disagrees with it raises
+    NotCreditable: a top-up is credited only to its own reader, for its own amount.
+    """
     meta = intent.metadata
-    if meta.get(META_PURPOSE) != PURPOSE_TOPUP or not _is_row_id(meta.get(META_READER, "")):
+    reference = meta.get(META_REF, "")
+    if meta.get(META_PURPOSE) != PURPOSE_TOPUP or not 0 < len(reference) <= REFERENCE_LENGTH:
         return None
-    if intent.currency not in CURRENCIES:
-        return None
-    reader_id = int(meta[META_READER])
-    if META_REF in meta and not _our_reference(meta[META_REF], reader_id):
+    topup = db.session.scalar(select(TopUp).where(TopUp.reference == reference))
+    if topup is None:
         return None  # made by another deployment that shares the Stripe account
-    reader = db.session.get(User, reader_id)
+    reason = _mismatch(intent, topup)
+    if reason is not None:
+        raise NotCreditable(intent, reason)
+    reader = db.session.get(User, topup.user_id)
     if reader is None:
         return None
-    topup_id = int(meta[META_TOPUP]) if _is_row_id(meta.get(META_TOPUP, "")) else None
-    return OurIntent(intent, reader, topup_id, meta.get(META_ARTICLE) or None)
+    return OurIntent(intent, reader, topup.id, meta.get(META_ARTICLE) or None)
 
 
-def _our_reference(reference: str, reader_id: int) -> bool:
-    """Whether one of our top-ups of this reader carries this metadata reference.
-
-    PaymentIntents without one (made before references existed, or by hand in Stripe)
-    are still told apart by their reader and purpose alone.
-    """
-    if len(reference) > REFERENCE_LENGTH:
-        return False
-    found = db.session.scalar(
-        select(TopUp.id).where(TopUp.reference == reference, TopUp.user_id == reader_id)
-    )
-    return found is not None
-
-
-def _is_row_id(value: str) -> bool:
-    """An id as we write it into metadata; anything else (say "²" or 10**20) would make
-    the lookup itself fail, and a verified event must never answer 500 for that."""
-    return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
+def _mismatch(intent: Intent, topup: TopUp) -> str | None:
+    """Why a PaymentIntent carrying this top-up's reference is not this top-up's payment."""
+    if intent.metadata.get(META_READER) != str(topup.user_id):
+        return "another_reader"
+    if topup.payment_intent_id is not None and topup.payment_intent_id != intent.id:
+        return "another_payment_intent"
+    if intent.currency != topup.currency:
+        return "another_currency"
+    if intent.amount != topup.amount:
+        return "another_amount"
+    if not topup_amount_allowed(topup.amount, topup.currency):
+        return "amount_outside_limits"
+    return None
 
 
 def topup_for_intent(ours: OurIntent) -> TopUp:
-    """Our row for this PaymentIntent: by its id, else by the id in its metadata, else new.
+    """Our row for this PaymentIntent (the one its reference names), linked to it.
 
-    The caller holds the reader's wallet lock, so two reporters never both create it.
+    The caller holds the reader's wallet lock.
     """
-    intent = ours.intent
-    topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == intent.id))
-    if topup is None and ours.topup_id is not None:
-        candidate = db.session.get(TopUp, ours.topup_id)
-        if (
-            candidate is not None
-            and candidate.user_id == ours.reader.id
-            and candidate.payment_intent_id is None
-        ):
-            topup = candidate
-    if topup is None:
-        topup = TopUp(
-            user_id=ours.reader.id,
-            amount=intent.amount,
-            currency=intent.currency,
-            status=TopUpStatus.of(intent.status) or TopUpStatus.PROCESSING,
-        )
-        db.session.add(topup)
-    topup.payment_intent_id = intent.id
+    topup = db.session.get(TopUp, ours.topup_id)
+    assert topup is not None
+    topup.payment_intent_id = ours.intent.id
     db.session.flush()
     return topup
 
@@ -296,6 +306,25 @@ def update_topup(ours: OurIntent) -> TopUp:
     if intent.fee is not None:  # Stripe sent it expanded: no request of its own
         record_fee(topup.id, intent.fee)
     return topup
+
+
+def claim_stripe_check(topup_id: int, interval_seconds: float) -> bool:
+    """Whether Stripe may be asked about this top-up now: True for at most one caller
+    every `interval_seconds`, whichever process it runs in (a conditional UPDATE)."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(TopUp)
+        .where(
+            TopUp.id == topup_id,
+            or_(
+                TopUp.checked_at.is_(None),
+                TopUp.checked_at <= now - timedelta(seconds=interval_seconds),
+            ),
+        )
+        .values(checked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(claimed, "rowcount", 0) == 1)
 
 
 def mark_failed(topup: TopUp, code: str | None) -> None:

@@ -8,11 +8,15 @@ This is the only module that imports `stripe`.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import stripe
 
+from dispatch_pay.config import STRIPE_MAX_CONCURRENT_CALLS as MAX_CONCURRENT_CALLS
 from dispatch_pay.config import STRIPE_NETWORK_RETRIES as NETWORK_RETRIES
 from dispatch_pay.config import STRIPE_TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from dispatch_pay.payments.gateway import (
@@ -129,7 +133,16 @@ def intent_from_payload(data: dict[str, Any]) -> Intent:
         failure_code=_failure_code(data.get("last_payment_error")),
         card_brand=card_brand,
         card_last4=card_last4,
+        amount_refunded=_refunded(charge),
+        disputed=bool(charge.get("disputed")) if isinstance(charge, dict) else False,
     )
+
+
+def _refunded(charge: Any) -> int:
+    """`amount_refunded` of an expanded charge; 0 when it is an id (not expanded)."""
+    if not isinstance(charge, dict):
+        return 0
+    return int(charge.get("amount_refunded") or 0)
 
 
 def _failure_code(error: Any) -> str | None:
@@ -160,7 +173,9 @@ def dispute_from_payload(data: dict[str, Any]) -> Dispute:
     return Dispute(
         id=str(data["id"]),
         amount=int(data.get("amount") or 0),
-        won=data.get("status") in ("won", "warning_closed"),
+        # Only a lost dispute takes the money: `won`, and `warning_closed` (an early
+        # fraud warning that never became a dispute), leave it with the reader.
+        won=data.get("status") != "lost",
         charge=charge_from_payload(base),
     )
 
@@ -172,31 +187,109 @@ _SUBJECTS: dict[str, Callable[[dict[str, Any]], EventSubject]] = {
 }
 
 
+class _DeadlineRequestsClient(stripe.RequestsClient):
+    """requests, with each attempt's timeout set by the caller's thread (`attempt_timeout`):
+    the gateway gives every attempt what is left of one budget, never more."""
+
+    def __init__(self, timeout: float) -> None:
+        self._per_thread = threading.local()
+        self._fallback_timeout = timeout
+        super().__init__(timeout=timeout)
+
+    @property  # stripe-python reads self._timeout at each request
+    def _timeout(self) -> float:
+        return float(getattr(self._per_thread, "timeout", self._fallback_timeout))
+
+    @_timeout.setter
+    def _timeout(self, value: Any) -> None:
+        self._fallback_timeout = float(value)
+
+    def attempt_timeout(self, seconds: float | None) -> None:
+        if seconds is None:
+            vars(self._per_thread).pop("timeout", None)
+        else:
+            self._per_thread.timeout = seconds
+
+
 def build_client(
-    secret_key: str,
-    api_base: str | None,
-    timeout: float = TIMEOUT_SECONDS,
-    retries: int = NETWORK_RETRIES,
+    secret_key: str, api_base: str | None, http: stripe.HTTPClient
 ) -> stripe.StripeClient:
-    """A client whose attempts together stay within `timeout` seconds (plus one short
-    back-off between attempts, which stripe-python keeps under a second)."""
+    """A client that makes one attempt per call; StripeGateway retries within its budget
+    (stripe-python's own retries sleep between attempts, past any budget)."""
     base_addresses: Any = {"api": api_base} if api_base else None
     return stripe.StripeClient(
         secret_key,
         stripe_version=STRIPE_API_VERSION,
         base_addresses=base_addresses,
-        max_network_retries=retries,
-        http_client=stripe.RequestsClient(timeout=timeout / (retries + 1)),
+        max_network_retries=0,
+        http_client=http,
     )
 
 
+T = TypeVar("T")
+# Below this, another attempt could not get an answer in time anyway.
+LEAST_ATTEMPT_SECONDS = 0.05
+
+
+def _outcome_unknown(exc: stripe.StripeError) -> bool:
+    """Whether a failed request may have reached Stripe (and so taken effect)."""
+    if isinstance(exc, stripe.APIConnectionError):
+        text = str(exc)
+        never_sent = ("ConnectTimeout", "NewConnectionError", "Connection refused")
+        return not any(marker in text for marker in never_sent)
+    return not isinstance(exc, stripe.RateLimitError)  # a 429 was refused before acting
+
+
 class StripeGateway:
+    """PaymentGateway for Stripe.
+
+    Every call has one time budget (STRIPE_TIMEOUT_SECONDS) shared by its attempts, and
+    at most `max_concurrent` calls run at once in this process: a frozen Stripe holds
+    only that many of the process's threads, and the others keep serving pages (a call
+    that finds no free slot is refused at once, as if Stripe were unavailable).
+    """
+
     def __init__(
-        self, client: stripe.StripeClient, publishable_key: str | None, api_base: str | None
+        self,
+        secret_key: str,
+        publishable_key: str | None,
+        api_base: str | None,
+        *,
+        budget: float = TIMEOUT_SECONDS,
+        retries: int = NETWORK_RETRIES,
+        max_concurrent: int = MAX_CONCURRENT_CALLS,
     ) -> None:
-        self._client = client
+        self._http = _DeadlineRequestsClient(timeout=budget)
+        self._client = build_client(secret_key, api_base, self._http)
         self._publishable_key = publishable_key
         self._api_base = api_base
+        self._budget = budget
+        self._attempts = max(1, retries + 1)
+        self._slots = threading.BoundedSemaphore(max(1, max_concurrent))
+
+    def _call(self, request: Callable[[], T]) -> T:
+        """Run a Stripe request within the budget, retrying what may be retried."""
+        if not self._slots.acquire(blocking=False):
+            raise PaymentProviderUnavailable("too many Stripe calls in flight in this process")
+        deadline = time.monotonic() + self._budget
+        failure: stripe.StripeError | None = None
+        try:
+            for attempt in range(self._attempts):
+                left = deadline - time.monotonic()
+                if left < LEAST_ATTEMPT_SECONDS:
+                    break
+                self._http.attempt_timeout(left / (self._attempts - attempt))
+                try:
+                    return request()
+                except (stripe.APIConnectionError, stripe.APIError) as exc:
+                    failure = exc  # retried with the same Idempotency-Key: never twice
+        finally:
+            self._http.attempt_timeout(None)
+            self._slots.release()
+        assert failure is not None
+        raise PaymentProviderUnavailable(
+            str(failure), outcome_unknown=_outcome_unknown(failure)
+        ) from failure
 
     def publishable_key(self) -> str | None:
         return self._publishable_key
@@ -227,9 +320,11 @@ class StripeGateway:
             params["payment_method"] = payment_method
             params["confirm"] = True
         try:
-            pi = self._client.v1.payment_intents.create(
-                params=params,  # type: ignore[arg-type]  # plain dict of known keys
-                options={"idempotency_key": idempotency_key},
+            pi = self._call(
+                lambda: self._client.v1.payment_intents.create(
+                    params=params,  # type: ignore[arg-type]  # plain dict of known keys
+                    options={"idempotency_key": idempotency_key},
+                )
             )
         except stripe.CardError as exc:
             error = exc.error
@@ -239,17 +334,21 @@ class StripeGateway:
                 exc.user_message or "Your card was declined.",
                 intent.get("id") if isinstance(intent, dict) else None,
             ) from exc
-        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-            raise PaymentProviderUnavailable(str(exc)) from exc
         except stripe.InvalidRequestError as exc:
             raise PaymentRequestRejected(exc.user_message or str(exc)) from exc
         except stripe.StripeError as exc:
-            raise PaymentProviderUnavailable(str(exc)) from exc
+            raise PaymentProviderUnavailable(
+                str(exc), outcome_unknown=_outcome_unknown(exc)
+            ) from exc
         return intent_from_payload(pi.to_dict())
 
     def retrieve_intent(self, intent_id: str) -> Intent:
         try:
-            pi = self._client.v1.payment_intents.retrieve(intent_id, params={"expand": FEE_EXPAND})
+            pi = self._call(
+                lambda: self._client.v1.payment_intents.retrieve(
+                    intent_id, params={"expand": FEE_EXPAND}
+                )
+            )
         except stripe.InvalidRequestError as exc:
             raise PaymentRequestRejected(str(exc)) from exc
         except stripe.StripeError as exc:
@@ -273,16 +372,21 @@ class StripeGateway:
         request, both expanded); None while there is no charge or it is not settled."""
         return self.retrieve_intent(payment_intent_id).fee
 
+    def _list_intents(self, params: dict[str, Any]) -> Any:
+        return self._client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
+
     def recent_intents(self, created_after: int) -> list[Intent]:
         """PaymentIntents created after a Unix time, newest first (at most 1,000)."""
         found: list[Intent] = []
         starting_after: str | None = None
         for _page in range(10):
-            params: dict[str, Any] = {"limit": 100}
+            # The latest charge comes along: reconcile must see what was refunded or
+            # disputed before it credits anything.
+            params: dict[str, Any] = {"limit": 100, "expand": ["data.latest_charge"]}
             if starting_after:
                 params["starting_after"] = starting_after
             try:
-                page = self._client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
+                page = self._call(partial(self._list_intents, params))
             except stripe.StripeError as exc:
                 raise PaymentProviderUnavailable(str(exc)) from exc
             items = [intent_from_payload(pi.to_dict()) for pi in page.data]

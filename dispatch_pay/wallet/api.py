@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from dispatch_pay.accounts.auth import agent_token, api_blueprint, require_user
+from dispatch_pay.accounts.auth import agent_token, api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
+from dispatch_pay.catalog.offers import offer_for
 from dispatch_pay.catalog.schemas import FullArticleSchema
 from dispatch_pay.catalog.services import article_for_reader, find_article
 from dispatch_pay.errors import DomainError
@@ -24,6 +25,7 @@ from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
     InsufficientFundsSchema,
+    PriceChangedSchema,
     PurchaseListSchema,
     PurchaseQuerySchema,
     PurchaseRequestSchema,
@@ -35,9 +37,11 @@ from dispatch_pay.wallet.schemas import (
     WalletSchema,
     wallet_view,
 )
-from models import TopUpStatus, db
+from models import Article, TopUp, TopUpStatus, db
 
 bp = api_blueprint("wallet_api", __name__)
+# A page polls a pending top-up about once a second; this is far above any page.
+TOPUP_POLLS_PER_READER = "60 per minute"
 
 
 @bp.get("/wallet")
@@ -64,13 +68,13 @@ def get_wallet() -> Response:
     description="The wallet is debited the current price once; buying again debits nothing. "
     "With `?include=article` the answer also holds `article`, the full article as GET "
     "answers it (buy and read in one request). Agent tokens buy within their budget.",
-    error_bodies={402: InsufficientFundsSchema},
+    error_bodies={402: InsufficientFundsSchema, 409: PriceChangedSchema},
     errors={
         402: "`insufficient_funds`: `shortfall` and a `topup` offer; `budget_exceeded` "
         "(agent tokens: over `max_price` or today's `daily_limit`).",
         403: "Publishers read everything already.",
-        409: "`price_changed` (with the current `offer`), `wallet_frozen` (a dispute is open "
-        "or the balance is negative), `article_free`.",
+        409: "`price_changed` (`expected_price` is not the price now; the current `offer`), "
+        "`wallet_frozen` (a dispute is open or the balance is negative), `article_free`.",
     },
 )
 def purchase_article(slug: str) -> ResponseReturnValue:
@@ -88,6 +92,12 @@ def purchase_article(slug: str) -> ResponseReturnValue:
     if include == "article":
         body["article"] = FullArticleSchema().dump(article_for_reader(user, slug))
     return jsonify(body), 201 if result.created else 200
+
+
+def with_offer(exc: DomainError, article: Article) -> None:
+    """A `price_changed` refusal carries the current offer, as a 402 does."""
+    if exc.code == "price_changed":
+        exc.extra.setdefault("offer", offer_for(article))
 
 
 def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
@@ -139,7 +149,8 @@ def _idempotency_key() -> str | None:
     "top-up and never a second charge.",
     errors={
         402: "`card_declined`, `payment_rejected`.",
-        409: "`idempotency_key_reused` (another request), `idempotency_key_in_use`.",
+        409: "`idempotency_key_reused` (another request), `idempotency_key_in_use`, "
+        "`price_changed` (`buy` is priced otherwise than `expected_price`; nothing charged).",
         422: "Also below Stripe's minimum or above the per-top-up maximum.",
         429: "",
         503: "Also `payments_disabled`, `payment_provider_unavailable`.",
@@ -149,13 +160,22 @@ def _idempotency_key() -> str | None:
 def create_topup() -> ResponseReturnValue:
     user = require_user()
     data = load_json(TopUpRequestSchema())
+    buy = wallet_services.article_to_buy(data["buy"], data["currency"])
+    shown = data["expected_price"] if buy is not None else None
+    if buy is not None and shown is not None:
+        try:  # before Stripe charges anything for a purchase that would not be made
+            wallet_services.check_price(buy, Money(shown["amount"], shown["currency"]))
+        except DomainError as exc:
+            with_offer(exc, buy)
+            raise
     topup, must_submit = payments.prepare_topup(
         user,
         amount=data["amount"],
         currency=data["currency"],
         payment_method=data["payment_method"],
-        buy=wallet_services.article_to_buy(data["buy"], data["currency"]),
+        buy=buy,
         idempotency_key=_idempotency_key(),
+        buy_price=shown["amount"] if shown is not None else None,
     )
     if must_submit:
         request_ = payments.intent_request(topup.id, data["payment_method"])
@@ -173,29 +193,55 @@ def create_topup() -> ResponseReturnValue:
     return jsonify(TopUpCreatedSchema().dump({"topup": topup})), 201
 
 
+def _reader_key() -> str:
+    """Polls are limited per reader (a page polls one top-up; nobody needs more)."""
+    user = api_user()
+    return f"reader:{user.id}" if user is not None else f"address:{request.remote_addr}"
+
+
 @bp.get("/wallet/topups/<topup_id>")
 @operation(
     "A top-up by its PaymentIntent id (pages poll it while 3-D Secure finishes)",
     response=TopUpStatusSchema,
+    description="Stripe is asked about a pending top-up at most once every few seconds, "
+    "however often it is polled; otherwise the stored state is the answer.",
+    errors={429: "Polled too often."},
 )
+@limiter.limit(TOPUP_POLLS_PER_READER, key_func=_reader_key)
 def get_topup(topup_id: str) -> Response:
     """A top-up by its PaymentIntent id (for pages that wait for 3-D Secure to finish)."""
     user = require_user()
     topup = payments.find_topup(topup_id)
     if topup is None or topup.user_id != user.id:
         raise DomainError("not_found", "No such top-up.", status=404)
-    if not TopUpStatus(topup.status).settled:
-        gateway = current_gateway()
-        # The read above ends before Stripe is asked; what Stripe says is applied in a
-        # second transaction (the row is locked only then).
-        db.session.commit()
-        try:
-            intent = gateway.retrieve_intent(topup_id) if gateway else None
-        except (PaymentProviderUnavailable, PaymentRequestRejected):
-            intent = None  # the stored state is still a valid answer
-        if intent is not None:
-            topup = crediting.apply_intent(intent) or topup
+    if not TopUpStatus(topup.status).settled and _may_ask_stripe(topup.id):
+        topup = _ask_stripe(topup_id) or topup
     purchased = None
     if topup.buy_article_id is not None:
         purchased = wallet_services.active_purchase(user.id, topup.buy_article_id) is not None
     return jsonify(TopUpStatusSchema().dump({"topup": topup, "purchased": purchased}))
+
+
+def _may_ask_stripe(topup_id: int) -> bool:
+    """At most one Stripe call per top-up every TOPUP_POLL_SECONDS, across processes:
+    the claim is a conditional UPDATE, committed before Stripe is asked."""
+    claimed = payments.claim_stripe_check(topup_id, current_app.config["TOPUP_POLL_SECONDS"])
+    db.session.commit()  # the claim holds for other polls; nothing is locked meanwhile
+    return claimed
+
+
+def _ask_stripe(topup_id: str) -> TopUp | None:
+    """What Stripe says of the top-up, applied in a transaction of its own; None when
+    Stripe cannot say (the stored state is then the answer)."""
+    gateway = current_gateway()
+    try:
+        intent = gateway.retrieve_intent(topup_id) if gateway else None
+    except (PaymentProviderUnavailable, PaymentRequestRejected):
+        return None
+    if intent is None:
+        return None
+    try:
+        return crediting.apply_intent(intent)
+    except payments.NotCreditable:
+        db.session.rollback()
+        return payments.find_topup(topup_id)

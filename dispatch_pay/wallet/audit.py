@@ -6,6 +6,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from dispatch_pay.wallet.audit_topups import topup_problems
+from dispatch_pay.wallet.crediting import CHARGE_DISPUTED
+from dispatch_pay.wallet.services import READER_REFUND_PERIOD, READER_REFUNDS_PER_PERIOD
 from models import (
     ENTRY_DISPUTE,
     ENTRY_PURCHASE,
@@ -36,6 +39,7 @@ def audit() -> list[str]:
         *_entitlements_backed(),
         *_topups_consistent(),
         *_clawbacks_capped(),
+        *topup_problems(READER_REFUNDS_PER_PERIOD, READER_REFUND_PERIOD),
     ]
 
 
@@ -153,7 +157,8 @@ def _topups_consistent() -> list[str]:
                 f"top-up {pi_id}: credited {amount}, record says {topup.amount} {topup.status}"
             )
     for pi_id, topup in topups.items():
-        if topup.status == TopUpStatus.SUCCEEDED and pi_id not in credited:
+        held = topup.failure_code == CHARGE_DISPUTED  # waits for its dispute to close
+        if topup.status == TopUpStatus.SUCCEEDED and pi_id not in credited and not held:
             problems.append(f"top-up {pi_id}: succeeded but never credited")
     return problems
 

@@ -60,6 +60,7 @@ def record_card_refund(topup: TopUp, amount_refunded: int) -> int:
     """Apply Stripe's cumulative `amount_refunded` for a top-up's charge; debit what is new."""
     assert topup.payment_intent_id is not None
     locked_wallet(topup.user_id, topup.currency)
+    topup.amount_refunded = max(topup.amount_refunded or 0, amount_refunded)
     already = _clawed_back(topup.payment_intent_id, (ENTRY_TOPUP_REFUNDED,))
     new = amount_refunded - already
     if new <= 0:

@@ -5,10 +5,18 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from dispatch_pay.api.openapi import ErrorSchema
-from dispatch_pay.catalog.schemas import FullArticleSchema
+from dispatch_pay.catalog.schemas import FullArticleSchema, OfferSchema
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MajorUnits, MoneySchema, money
 from dispatch_pay.payments.limits import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, TopUp, Wallet
+
+
+class ExpectedPriceSchema(MoneySchema):
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=2**31 - 1, error="Must be at least {min}."),
+    )
 
 
 class TopUpRequestSchema(Schema):
@@ -31,13 +39,10 @@ class TopUpRequestSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(min=3, max=255)
     )
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
-
-
-class ExpectedPriceSchema(MoneySchema):
-    amount = fields.Integer(
-        required=True,
-        strict=True,
-        validate=validate.Range(min=0, max=2**31 - 1, error="Must be at least {min}."),
+    expected_price = fields.Nested(
+        ExpectedPriceSchema,
+        load_default=None,
+        metadata={"description": "with `buy`: the price the reader was shown (409 if it moved)"},
     )
 
 
@@ -47,6 +52,20 @@ class PurchaseRequestSchema(Schema):
         load_default=None,
         metadata={"description": "the price the buyer was shown; 409 `price_changed` if moved"},
     )
+
+
+class BuyFormSchema(Schema):
+    """The paywall's buy button: the price it showed (a form without one buys nothing)."""
+
+    expected_amount = fields.Integer(required=True, strict=False)
+    expected_currency = fields.String(required=True, validate=validate.OneOf(sorted(CURRENCIES)))
+
+
+class PriceChangedSchema(ErrorSchema):
+    """A 409 of a purchase; `price_changed` carries the article's current offer."""
+
+    offer = fields.Nested(OfferSchema)
+    price = fields.Nested(MoneySchema)
 
 
 class PurchaseQuerySchema(Schema):

@@ -79,10 +79,7 @@ def purchase_article(
     existing = active_purchase(user.id, article.id)
     if existing is not None:
         return PurchaseResult(existing, wallet, created=False)
-    if expected_price is not None and expected_price != Money(
-        article.price_amount, article.price_currency
-    ):
-        raise price_changed(article)
+    check_price(article, expected_price)
     if wallet.is_frozen:
         raise wallet_frozen()
     if token is not None:
@@ -116,6 +113,23 @@ def purchase_article(
     return PurchaseResult(purchase, wallet, created=True)
 
 
+def check_price(article: Article, expected_price: Money | None) -> None:
+    """The price the buyer was shown is still the price (if they said which they saw)."""
+    if expected_price is not None and expected_price != Money(
+        article.price_amount, article.price_currency
+    ):
+        raise price_changed(article)
+
+
+def price_changed(article: Article) -> DomainError:
+    return DomainError(
+        "price_changed",
+        "The price changed since you saw it; nothing was charged. Check the new offer.",
+        status=409,
+        extra={"price": {"amount": article.price_amount, "currency": article.price_currency}},
+    )
+
+
 def article_to_buy(slug: str | None, currency: str) -> Article | None:
     """The article a top-up is made to buy (`buy`), checked before anything is recorded."""
     if slug is None:
@@ -146,15 +160,6 @@ def _entitle(user_id: int, article_id: int, purchase_id: int) -> None:
     db.session.flush()
 
 
-def price_changed(article: Article) -> DomainError:
-    return DomainError(
-        "price_changed",
-        "The price changed since you saw it; nothing was charged. Check the new offer.",
-        status=409,
-        extra={"price": {"amount": article.price_amount, "currency": article.price_currency}},
-    )
-
-
 def wallet_frozen() -> DomainError:
     return DomainError(
         "wallet_frozen",
@@ -168,6 +173,10 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     purchase = db.session.get(Purchase, purchase_id)
     if purchase is None or (not actor.is_publisher and purchase.user_id != actor.id):
         raise DomainError("not_found", "No such purchase.", status=404)
+    # The refund limit counts the buyer's refunds in every currency, and each currency
+    # has its own wallet: the buyer's row is the lock that serialises them (taken before
+    # any wallet's, the order every path that takes both follows).
+    lock_reader(purchase.user_id)
     wallet = locked_wallet(purchase.user_id, purchase.currency)
     db.session.refresh(purchase)
     if purchase.status == PURCHASE_REFUNDED:
@@ -193,6 +202,11 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     )
     db.session.flush()
     return PurchaseResult(purchase, wallet, created=True)
+
+
+def lock_reader(user_id: int) -> None:
+    """Lock the reader's row for this transaction (for limits that span their wallets)."""
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 def _check_reader_may_refund(purchase: Purchase) -> None:

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
-from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, format_money
+from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, Money, format_money
 from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
 from dispatch_pay.payments.limits import (
     TOPUP_MAXIMUM,
@@ -23,7 +23,7 @@ from dispatch_pay.payments.limits import (
 from dispatch_pay.payments.services import find_topup
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
-from dispatch_pay.wallet.schemas import TopUpAmountFormSchema, wallet_view
+from dispatch_pay.wallet.schemas import BuyFormSchema, TopUpAmountFormSchema, wallet_view
 from models import Article, db
 
 bp = Blueprint("wallet", __name__)
@@ -100,7 +100,17 @@ def buy(slug: str) -> Response:
     article = find_article(slug)
     target = url_for("catalog.article_page", slug=article.slug)
     try:
-        result = wallet_services.purchase_article(current_user._get_current_object(), article)
+        shown = BuyFormSchema().load(
+            {k: request.form.get(k) for k in ("expected_amount", "expected_currency")}
+        )
+    except ValidationError:
+        flash("We could not tell which price you saw; nothing was bought. Check it and buy again.")
+        return redirect(target)
+    expected = Money(shown["expected_amount"], shown["expected_currency"])
+    try:
+        result = wallet_services.purchase_article(
+            current_user._get_current_object(), article, expected_price=expected
+        )
     except DomainError as exc:
         if exc.code == "insufficient_funds":
             flash("Your wallet does not cover this dispatch yet. Top up and it is yours.")

@@ -6,6 +6,7 @@ Charge or a Dispute); the handlers here only route it to payments and wallet.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from dispatch_pay.payments.gateway import (
     PaymentGateway,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
+    live_keys,
     webhook_events,
 )
 from dispatch_pay.wallet.crediting import apply_intent, credit_ours
@@ -56,30 +58,55 @@ def subject_of(event: Event) -> EventSubject | None:
 
 
 def ask_behind(event: Event, gateway: PaymentGateway | None) -> Behind | None:
-    """For a charge or dispute event: its PaymentIntent, from Stripe if it can be asked.
+    """For a charge or dispute event: its PaymentIntent, from Stripe, when the event
+    needs it (its top-up is not credited yet, so the app must learn whose it is).
 
-    Called by the boundary before any database work, so that no transaction is open
-    while Stripe answers; None when there is nothing to ask.
+    Called by the boundary before the event's transaction, so that no transaction is
+    open while Stripe answers; None when there is nothing to ask. When Stripe cannot be
+    asked, the contract's 503: the event is not stored and Stripe delivers it again (a
+    200 would drop a refund or a dispute for good).
     """
     subject = subject_of(event)
     charge = subject.charge if isinstance(subject, Dispute) else subject
     if not isinstance(charge, Charge) or charge.payment_intent_id is None or gateway is None:
         return None
-    if event.type in FEE_EVENTS:
+    if event.type in FEE_EVENTS or event.type not in HANDLERS:
+        return None
+    topup = payments.find_topup(charge.payment_intent_id, charge.id)
+    known = topup is not None and topup.credited_at is not None
+    db.session.commit()  # ends the read: nothing is held while Stripe answers
+    if known:
         return None
     try:
         return Behind(gateway.retrieve_intent(charge.payment_intent_id))
     except PaymentRequestRejected:
         return Behind(None)
-    except PaymentProviderUnavailable:
-        return None  # fall back to what the charge says about itself
+    except PaymentProviderUnavailable as exc:
+        raise DomainError(
+            "payment_provider_unavailable",
+            "Stripe could not be asked about this charge; deliver the event again.",
+            status=503,
+        ) from exc
+
+
+# Longer ids and types than Stripe ever sends are stored under a digest (and reported by
+# `audit`), never acted on, and never a 500 that Stripe would retry for days.
+EVENT_ID_LENGTH = 255
+EVENT_TYPE_LENGTH = 100
+REJECTED = "rejected"
+
+
+def _stored_id(event_id: str) -> str:
+    if len(event_id) <= EVENT_ID_LENGTH:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
 
 
 def ingest(event: Event, behind: Behind | None = None) -> str:
     """Record the event by id (unique) and apply it; 'duplicate' if seen before."""
     record = WebhookEvent(
-        stripe_event_id=event.id,
-        type=event.type,
+        stripe_event_id=_stored_id(event.id),
+        type=event.type[:EVENT_TYPE_LENGTH],
         livemode=event.livemode,
         payload=event.payload,
         outcome="received",
@@ -89,12 +116,21 @@ def ingest(event: Event, behind: Behind | None = None) -> str:
             db.session.add(record)
     except IntegrityError:
         return "duplicate"
-    handler = HANDLERS.get(record.type)
-    outcome = "ignored" if handler is None else _apply(handler, event, behind)
-    record.outcome = outcome
+    record.outcome = _outcome(event, behind)
     db.session.flush()
-    log.info("stripe event %s %s: %s", record.stripe_event_id, record.type, outcome)
-    return outcome
+    log.info("stripe event %s %s: %s", record.stripe_event_id, record.type, record.outcome)
+    return record.outcome
+
+
+def _outcome(event: Event, behind: Behind | None) -> str:
+    if len(event.id) > EVENT_ID_LENGTH:
+        return f"{REJECTED}: id_too_long"
+    if len(event.type) > EVENT_TYPE_LENGTH:
+        return f"{REJECTED}: type_too_long"
+    if event.livemode != live_keys():
+        return "ignored: other_mode"  # a test event never moves live money, nor the reverse
+    handler = HANDLERS.get(event.type)
+    return "ignored" if handler is None else _apply(handler, event, behind)
 
 
 Handler = Callable[[Any, "Behind | None"], str]
@@ -108,6 +144,9 @@ def _apply(handler: Handler, event: Event, behind: Behind | None) -> str:
             if subject is None:
                 return "ignored"
             return handler(subject, behind)
+    except payments.NotCreditable as exc:
+        log.warning("stripe event %s not credited: %s", event.id, exc)
+        return f"{REJECTED}: {exc.reason}"[:40]
     except UNREADABLE as exc:
         log.exception("stripe event %s stored but not applied", event.id)
         return f"unreadable: {type(exc).__name__}"
@@ -117,8 +156,9 @@ def _payment_intent_succeeded(intent: Intent, _behind: Behind | None) -> str:
     ours = payments.our_intent(intent)
     if ours is None:
         return "ignored"
-    credited = intent.status == TopUpStatus.SUCCEEDED and credit_ours(ours)
-    return "credited" if credited else "already_credited"
+    if intent.status != TopUpStatus.SUCCEEDED:
+        return "not_succeeded"
+    return "credited" if credit_ours(ours) else "already_credited"
 
 
 def _payment_intent_failed(intent: Intent, _behind: Behind | None) -> str:
@@ -134,29 +174,15 @@ def _topup_for_charge(charge: Charge, behind: Behind | None) -> TopUp | None:
     topup = payments.find_topup(charge.payment_intent_id, charge.id)
     if topup is not None and topup.credited_at is not None:
         return topup
-    if charge.payment_intent_id is None:
-        return None
-    intent = behind.intent if behind is not None else _intent_from_charge(charge)
+    # Not credited yet: only Stripe's PaymentIntent (asked by `ask_behind`) says whose it
+    # is; a charge's own metadata is not ours, so nothing is guessed from it.
+    intent = behind.intent if behind is not None else None
     ours = payments.our_intent(intent) if intent is not None else None
     if ours is None:
         return None
     if ours.intent.status == TopUpStatus.SUCCEEDED:
         credit_ours(ours)  # a refund or dispute may arrive before payment_intent.succeeded
-    return payments.find_topup(charge.payment_intent_id)
-
-
-def _intent_from_charge(charge: Charge) -> Intent | None:
-    """The PaymentIntent as the charge describes it, when Stripe could not be asked."""
-    if not charge.paid or charge.payment_intent_id is None:
-        return None
-    return Intent(
-        id=charge.payment_intent_id,
-        status=TopUpStatus.SUCCEEDED,
-        amount=charge.amount,
-        currency=charge.currency,
-        metadata=charge.metadata,
-        charge_id=charge.id,
-    )
+    return payments.find_topup(ours.intent.id)
 
 
 def _charge_refunded(charge: Charge, behind: Behind | None) -> str:
@@ -192,7 +218,12 @@ def _dispute_closed(dispute: Dispute, behind: Behind | None) -> str:
     topup = _topup_for_charge(dispute.charge, behind)
     if topup is None:
         return "ignored"
-    return close_dispute(topup, dispute.id, dispute.amount, dispute.charge.id, dispute.won)
+    outcome = close_dispute(topup, dispute.id, dispute.amount, dispute.charge.id, dispute.won)
+    if dispute.won and topup.credited_at is None and behind is not None and behind.intent:
+        ours = payments.our_intent(behind.intent)
+        if ours is not None:
+            credit_ours(ours, dispute_settled=True)  # held while it was disputed
+    return outcome
 
 
 FEE_EVENTS = ("charge.succeeded", "charge.updated")

@@ -53,6 +53,7 @@ from tests.support.stripe_helpers import (
     card_payment_method,
     event,
     payment_intent_obj,
+    recorded_topup,
     signed,
     stripe_client,
 )
@@ -217,8 +218,10 @@ def post_event(app: Flask, payload: bytes, headers: dict[str, str]) -> tuple[int
 def test_10_parallel_copies_of_one_event_credit_once(race_app: Flask) -> None:
     with race_app.app_context():
         reader_id = make_user().id  # no wallet yet: the racers also race to create it
+        reference = recorded_topup(reader_id, 500)
     pi_id = f"pi_race_{secrets.token_hex(8)}"
-    evt = event("payment_intent.succeeded", payment_intent_obj(pi_id, 500, reader_id))
+    obj = payment_intent_obj(pi_id, 500, reader_id, reference=reference)
+    evt = event("payment_intent.succeeded", obj)
     payload, headers = signed(evt)
 
     results = race(10, lambda _i: post_event(race_app, payload, headers))
@@ -234,9 +237,13 @@ def test_10_parallel_copies_of_one_event_credit_once(race_app: Flask) -> None:
 def test_10_different_events_for_one_payment_intent_credit_once(race_app: Flask) -> None:
     with race_app.app_context():
         reader_id = make_user().id
+        reference = recorded_topup(reader_id, 700)
     pi_id = f"pi_race_{secrets.token_hex(8)}"
     events = [
-        event("payment_intent.succeeded", payment_intent_obj(pi_id, 700, reader_id))
+        event(
+            "payment_intent.succeeded",
+            payment_intent_obj(pi_id, 700, reader_id, reference=reference),
+        )
         for _ in range(10)
     ]
     deliveries = [signed(evt) for evt in events]

@@ -40,26 +40,31 @@ from tests.support.faults import (
     DROP_RESPONSES,
     FORWARD,
     FREEZE,
+    STRIPE_TIMEOUT,
     FaultProxy,
+    FaultyStripe,
     backend_alive,
     backends_waiting_on_locks,
     child_pids,
     committing_session,
+    faulty_stripe,
     own_postgres_database,
     process_gone,
     scalar,
+    stripe_fault_app,
 )
-from tests.support.servers import AppServer, LocalStripe, wait_until
+from tests.support.servers import AppServer, wait_until
 from tests.support.stripe_helpers import (
     WEBHOOK_SECRET,
     card_payment_method,
     event,
     payment_intent_obj,
+    recorded_topup,
     signed,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
-STRIPE_TIMEOUT = 2.0
+__all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
 # stripe-python sleeps between attempts (0.5 s and more); anything past this is a hang.
 SLACK = 1.5
 # Ids no other reader of the run has: this localstripe keeps the PaymentIntents of every
@@ -68,41 +73,6 @@ _reader_ids = itertools.count(7_000_000)
 
 
 # --- Stripe faults (every backend) ----------------------------------------------------------
-
-
-@dataclass
-class FaultyStripe:
-    server: LocalStripe
-    proxy: FaultProxy
-
-
-@pytest.fixture(scope="module")
-def faulty_stripe(artifacts: Path) -> Iterator[FaultyStripe]:
-    log_dir = artifacts / "faults"
-    log_dir.mkdir(exist_ok=True)
-    server = LocalStripe(log_dir)
-    server.start()
-    proxy = FaultProxy(server.port)
-    yield FaultyStripe(server, proxy)
-    proxy.close()
-    server.stop()
-
-
-def stripe_fault_app(backend: tuple[str, Engine], stripe: FaultyStripe, retries: int) -> Flask:
-    """The app, talking to localstripe through the proxy, with a short Stripe timeout."""
-    _kind, engine = backend
-    return create_app(
-        app_config(
-            engine.url.render_as_string(hide_password=False),
-            STRIPE_SECRET_KEY="sk_test_dispatch",
-            STRIPE_PUBLISHABLE_KEY="pk_test_dispatch",
-            STRIPE_API_BASE=stripe.proxy.base,
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            STRIPE_TIMEOUT_SECONDS=STRIPE_TIMEOUT,
-            STRIPE_NETWORK_RETRIES=retries,
-        ),
-        configure_database=False,
-    )
 
 
 @pytest.fixture()
@@ -373,8 +343,12 @@ def site_audit(site: FaultSite) -> list[str]:
     return ledger_check.audit_database(site.url)
 
 
-def topup_event(reader: SiteReader, amount: int, pi_id: str) -> dict[str, Any]:
-    return event("payment_intent.succeeded", payment_intent_obj(pi_id, amount, reader.id))
+def topup_event(site: FaultSite, reader: SiteReader, amount: int, pi_id: str) -> dict[str, Any]:
+    """Stripe's success event for a top-up the site recorded for the reader."""
+    with committing_session(site.engine):
+        reference = recorded_topup(reader.id, amount)
+    obj = payment_intent_obj(pi_id, amount, reader.id, reference=reference)
+    return event("payment_intent.succeeded", obj)
 
 
 def in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -408,7 +382,7 @@ def test_the_database_going_away_during_a_webhook_is_a_5xx_and_the_retry_credits
     site = fault_site
     reader = site_reader(site)
     pi_id = f"pi_dbfault_{fault}_{reader.id}"
-    evt = topup_event(reader, 700, pi_id)
+    evt = topup_event(site, reader, 700, pi_id)
     holder = site.engine.connect()
     holder.begin()
     # The webhook stores the event, then waits for the wallet's row lock: the test holds
@@ -474,7 +448,9 @@ def test_a_worker_killed_in_the_middle_of_a_purchase_leaves_nothing_half_done(
     site = fault_site
     site.proxy.set_mode(FORWARD)
     reader = site_reader(site)
-    assert site.post_event(topup_event(reader, 500, f"pi_kill_{reader.id}")).status_code == 200
+    assert (
+        site.post_event(topup_event(site, reader, 500, f"pi_kill_{reader.id}")).status_code == 200
+    )
     with site.app.app_context(), committing_session(site.engine):
         slug = make_article(price=120).slug
     url = f"{site.server.base}/api/v1/articles/{slug}/purchase"

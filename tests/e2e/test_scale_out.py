@@ -34,6 +34,7 @@ from tests.support.stripe_helpers import (
     card_payment_method,
     event,
     payment_intent_obj,
+    recorded_topup,
     signed,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
@@ -140,7 +141,9 @@ def duplicate_webhooks(
     cluster: Cluster, reader: Reader, pi_id: str, amount: int
 ) -> list[Callable[[], requests.Response]]:
     """The same event delivered six times, and the same payment in four other events."""
-    intent = payment_intent_obj(pi_id, amount, reader.id)
+    with committing_session(cluster.engine):
+        reference = recorded_topup(reader.id, amount)
+    intent = payment_intent_obj(pi_id, amount, reader.id, reference=reference)
     same = event("payment_intent.succeeded", intent)
     events = [same] * 6 + [event("payment_intent.succeeded", intent) for _ in range(4)]
     bases = cluster.spread()

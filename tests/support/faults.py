@@ -1,5 +1,7 @@
 """Helpers for fault tests: a TCP proxy that can be cut, frozen or made to drop answers,
-databases of their own for tests whose app servers commit for real, and process lookups.
+databases of their own for tests whose app servers commit for real, process lookups, and
+a localstripe behind such a proxy (`faulty_stripe`, a fixture: a test module uses it by
+importing it) with `stripe_fault_app` to make an app that talks to it.
 """
 
 from __future__ import annotations
@@ -9,18 +11,24 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
+from flask import Flask
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import scoped_session, sessionmaker
 
+from dispatch_pay import create_app
 from dispatch_pay.cli import alembic_config
 from models import db
 from models.base import build_engine
 from tests.support import ledger_check
+from tests.support.servers import LocalStripe
+from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 FORWARD = "forward"
 CUT = "cut"  # every connection is closed, new ones are closed at once
@@ -193,3 +201,46 @@ def process_gone(pid: int) -> bool:
         return True
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] == "Z"
+
+
+# --- a Stripe that can hang, refuse or lose answers (in-process apps, every backend) ------
+
+# The Stripe budget of apps made by `stripe_fault_app`: short, so that hangs are quick.
+STRIPE_TIMEOUT = 2.0
+
+
+@dataclass
+class FaultyStripe:
+    server: LocalStripe
+    proxy: FaultProxy
+
+
+@pytest.fixture(scope="module")
+def faulty_stripe(artifacts: Path) -> Iterator[FaultyStripe]:
+    log_dir = artifacts / "faults"
+    log_dir.mkdir(exist_ok=True)
+    server = LocalStripe(log_dir)
+    server.start()
+    proxy = FaultProxy(server.port)
+    yield FaultyStripe(server, proxy)
+    proxy.close()
+    server.stop()
+
+
+def stripe_fault_app(backend: tuple[str, Engine], stripe: FaultyStripe, retries: int) -> Flask:
+    """The app, talking to localstripe through the proxy, with a short Stripe timeout."""
+    _kind, engine = backend
+    from tests.conftest import test_config as app_config  # the suite's one test configuration
+
+    return create_app(
+        app_config(
+            engine.url.render_as_string(hide_password=False),
+            STRIPE_SECRET_KEY="sk_test_dispatch",
+            STRIPE_PUBLISHABLE_KEY="pk_test_dispatch",
+            STRIPE_API_BASE=stripe.proxy.base,
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            STRIPE_TIMEOUT_SECONDS=STRIPE_TIMEOUT,
+            STRIPE_NETWORK_RETRIES=retries,
+        ),
+        configure_database=False,
+    )

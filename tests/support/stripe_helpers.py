@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
 import time
 from typing import Any
 
@@ -65,10 +66,51 @@ def card_payment_method(api_base: str, number: str = CARD_OK) -> str:
     return str(pm.id)
 
 
+def recorded_topup(reader_id: int, amount: int, currency: str = "usd") -> str:
+    """A top-up as the top-up request records it before Stripe is asked; its reference.
+
+    Our PaymentIntents carry that reference as `dispatch_ref`, and only those are credited:
+    an event or a PaymentIntent made in Stripe by a test names it through `topup_metadata`.
+    Commits (the racers and servers of some tests read it from other connections).
+    """
+    from models import TopUp, TopUpStatus, db
+
+    topup = TopUp(
+        user_id=reader_id,
+        amount=amount,
+        currency=currency,
+        status=TopUpStatus.REQUIRES_PAYMENT_METHOD,
+        reference=secrets.token_hex(16),
+    )
+    db.session.add(topup)
+    db.session.commit()
+    assert topup.reference is not None
+    return topup.reference
+
+
+def topup_metadata(reader_id: int, reference: str) -> dict[str, str]:
+    """The metadata the app puts on a top-up's PaymentIntent."""
+    return {
+        "dispatch_reader": str(reader_id),
+        "dispatch_purpose": "wallet_topup",
+        "dispatch_ref": reference,
+    }
+
+
 def payment_intent_obj(
-    pi_id: str, amount: int, reader_id: int, status: str = "succeeded", **extra: Any
+    pi_id: str,
+    amount: int,
+    reader_id: int,
+    status: str = "succeeded",
+    *,
+    reference: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A PaymentIntent as Stripe would put it in an event."""
+    """A PaymentIntent as Stripe would put it in an event; `reference`: the top-up it pays
+    (see `recorded_topup`; without one the app credits nothing)."""
+    metadata = {"dispatch_reader": str(reader_id), "dispatch_purpose": "wallet_topup"}
+    if reference is not None:
+        metadata["dispatch_ref"] = reference
     return {
         "id": pi_id,
         "object": "payment_intent",
@@ -77,7 +119,7 @@ def payment_intent_obj(
         "status": status,
         "created": int(time.time()),
         "latest_charge": f"ch_for_{pi_id}",
-        "metadata": {"dispatch_reader": str(reader_id), "dispatch_purpose": "wallet_topup"},
+        "metadata": metadata,
         **extra,
     }
 
@@ -134,3 +176,45 @@ def card_top_up(client: Any, api_base: str, token: str, amount: int = 500, **ext
     )
     assert response.status_code == 201, response.json
     return response
+
+
+def unheard_top_up(client: Any, api_base: str, token: str, amount: int = 500, **extra: Any) -> str:
+    """A top-up the app made (its PaymentIntent carries all of the app's metadata) that
+    then succeeded in Stripe without the app hearing of it: a card that asks for 3-D
+    Secure, authenticated in Stripe as Stripe.js would. No webhook, no poll. Its id."""
+    response = client.post(
+        "/api/v1/wallet/topups",
+        json={
+            "amount": amount,
+            "currency": "usd",
+            "payment_method": card_payment_method(api_base, CARD_3DS),
+            **extra,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.json
+    topup = response.json["topup"]
+    assert topup["status"] == "requires_action"
+    stripe_client(api_base).raw_request(
+        "post",
+        f"/v1/payment_intents/{topup['id']}/_authenticate",
+        client_secret=topup["client_secret"],
+        success="true",
+    )
+    return str(topup["id"])
+
+
+def stripe_charge_of(api_base: str, pi_id: str) -> dict[str, Any]:
+    """The latest charge of a PaymentIntent exactly as Stripe serialises it."""
+    pi = stripe_client(api_base).v1.payment_intents.retrieve(
+        pi_id, params={"expand": ["latest_charge"]}
+    )
+    charge: dict[str, Any] = json.loads(json.dumps(pi.to_dict()["latest_charge"]))
+    return charge
+
+
+def stripe_intent_of(api_base: str, pi_id: str) -> dict[str, Any]:
+    """A PaymentIntent exactly as Stripe serialises it (latest_charge as an id)."""
+    pi = stripe_client(api_base).v1.payment_intents.retrieve(pi_id)
+    data: dict[str, Any] = json.loads(json.dumps(pi.to_dict()))
+    return data

@@ -11,6 +11,7 @@ from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
 from models import ENTRY_ADJUSTMENT, Article, Purchase, User, db
+from tests.support.stripe_helpers import recorded_topup, topup_metadata
 
 _seq = itertools.count(1)
 
@@ -32,7 +33,7 @@ def credit_topup(user: User, amount: int, intent_id: str | None = None, **intent
             status="succeeded",
             amount=amount,
             currency="usd",
-            metadata={"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"},
+            metadata=topup_metadata(user.id, recorded_topup(user.id, amount)),
             **intent,
         )
     )

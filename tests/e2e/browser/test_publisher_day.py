@@ -18,9 +18,17 @@ import pytest
 from alembic import command
 
 from dispatch_pay.cli import alembic_config
+from models.base import build_engine
+from tests.support.faults import committing_session
 from tests.support.live import SCREENSHOTS, launch_chromium, needs_chromium
 from tests.support.servers import BIN, ROOT, AppServer
-from tests.support.stripe_helpers import WEBHOOK_SECRET, event, payment_intent_obj, signed
+from tests.support.stripe_helpers import (
+    WEBHOOK_SECRET,
+    event,
+    payment_intent_obj,
+    recorded_topup,
+    signed,
+)
 
 EDITOR = ("editor@dispatch.test", "editor-browser-pass")
 
@@ -98,13 +106,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     app.stop()
 
 
-def fund_reader(base: str, reader_id: int, amount: int) -> None:
-    """Stripe tells us a top-up succeeded; the webhook credits the wallet."""
-    evt = event(
-        "payment_intent.succeeded", payment_intent_obj(f"pi_browser_{reader_id}", amount, reader_id)
-    )
-    payload, headers = signed(evt)
-    status, body = api(base, "POST", "/webhooks/stripe", payload, **headers)
+def fund_reader(server: AppServer, reader_id: int, amount: int) -> None:
+    """Stripe tells us a top-up (recorded by the app) succeeded; the webhook credits it."""
+    engine = build_engine(server.env["DATABASE_URL"])
+    try:
+        with committing_session(engine):
+            reference = recorded_topup(reader_id, amount)
+    finally:
+        engine.dispose()
+    obj = payment_intent_obj(f"pi_browser_{reader_id}", amount, reader_id, reference=reference)
+    payload, headers = signed(event("payment_intent.succeeded", obj))
+    status, body = api(server.base, "POST", "/webhooks/stripe", payload, **headers)
     assert (status, body["outcome"]) == (200, "credited")
 
 
@@ -176,7 +188,7 @@ def test_publisher_writes_is_refused_fixes_publishes_prices_and_sees_the_sale(
                 {"email": "buyer@dispatch.test", "password": "buyer-password-1"},
             )
             assert status == 201
-            fund_reader(base, signup["reader"]["id"], 500)
+            fund_reader(server, signup["reader"]["id"], 500)
             status, bought = api(
                 base,
                 "POST",

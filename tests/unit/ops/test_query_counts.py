@@ -22,7 +22,7 @@ from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import ENTRY_TOPUP, Article, User, db
 from tests.support.factories import bearer, grant, make_article, make_token, make_user
 from tests.support.stripe_helpers import event as stripe_event
-from tests.support.stripe_helpers import signed
+from tests.support.stripe_helpers import recorded_topup, signed, topup_metadata
 from tests.support.web import log_in
 
 # Savepoints belong to the test harness (each test runs in a rolled-back transaction).
@@ -181,6 +181,8 @@ def test_purchase(client: FlaskClient, count_queries: Measure, reader: User) -> 
 
 
 def test_webhook_ingest(stripe_client: FlaskClient, count_queries: Measure, reader: User) -> None:
+    references = [recorded_topup(reader.id, 500) for _ in range(4)]  # one per request
+
     def request() -> None:
         n = next(_seq)
         intent = {
@@ -189,7 +191,7 @@ def test_webhook_ingest(stripe_client: FlaskClient, count_queries: Measure, read
             "status": "succeeded",
             "amount": 500,
             "currency": "usd",
-            "metadata": {"dispatch_reader": str(reader.id), "dispatch_purpose": "wallet_topup"},
+            "metadata": topup_metadata(reader.id, references.pop()),
             "latest_charge": f"ch_count_{n}",
         }
         payload, headers = signed(stripe_event("payment_intent.succeeded", intent))

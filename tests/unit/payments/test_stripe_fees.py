@@ -39,7 +39,9 @@ from tests.support.stripe_helpers import (
     card_payment_method,
     card_top_up,
     event,
+    recorded_topup,
     signed,
+    topup_metadata,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 from tests.support.web import log_in
@@ -424,7 +426,7 @@ def test_reconcile_against_localstripe_records_what_it_can_and_never_fails(
             "amount": 300,
             "currency": "usd",
             "latest_charge": f"ch_unknown_{reader.id}",
-            "metadata": {"dispatch_reader": str(reader.id), "dispatch_purpose": "wallet_topup"},
+            "metadata": topup_metadata(reader.id, recorded_topup(reader.id, 300)),
         },
     )
     payload, headers = signed(unknown)
@@ -439,7 +441,7 @@ def test_reconcile_against_localstripe_records_what_it_can_and_never_fails(
             "payment_method_types": ["card"],
             "payment_method": card_payment_method(localstripe.base),
             "confirm": True,
-            "metadata": {"dispatch_reader": str(reader.id), "dispatch_purpose": "wallet_topup"},
+            "metadata": topup_metadata(reader.id, recorded_topup(reader.id, 700)),
         }
     )
 

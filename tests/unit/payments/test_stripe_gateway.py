@@ -142,7 +142,9 @@ def test_every_payment_intent_is_pinned_keyed_and_tagged(
     [sent] = recording_stripe.requests
     assert sent["path"] == "/v1/payment_intents"
     assert sent["headers"]["Stripe-Version"] == STRIPE_API_VERSION
-    assert sent["headers"]["Idempotency-Key"] == f"dispatch-topup-{topup.id}"
+    # Random per top-up, so two deployments sharing a Stripe account never collide
+    # (top-up ids repeat across databases; issue 11, item 13).
+    assert sent["headers"]["Idempotency-Key"] == f"dispatch-topup-{topup.reference}"
     assert sent["form"] == {
         "amount": ["500"],
         "currency": ["usd"],

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from models import ENTRY_TOPUP, LedgerEntry, Purchase, TopUp, db
 from tests.support.factories import bearer, make_article, make_token, make_user
-from tests.support.servers import LocalStripe
+from tests.support.servers import LocalStripe, wait_until
 from tests.support.stripe_helpers import (
     CARD_3DS,
     CARD_DECLINED,
@@ -362,7 +362,15 @@ def test_a_card_that_needs_3ds_waits_for_the_browser(
         client_secret=topup["client_secret"],
         success="true",
     )
-    done = stripe_client.get(f"{TOPUPS}/{topup['id']}", headers=bearer(token))
+
+    # The page polls; Stripe is asked again once the last question is a few seconds old.
+    def poll() -> Any:
+        return stripe_client.get(f"{TOPUPS}/{topup['id']}", headers=bearer(token))
+
+    assert wait_until(
+        lambda: poll().json["topup"]["status"] == "succeeded", timeout=10, interval=0.5
+    )
+    done = poll()
 
     assert done.status_code == 200
     assert done.json["topup"]["status"] == "succeeded"

@@ -16,6 +16,7 @@ from dispatch_pay.publisher import sales
 from dispatch_pay.wallet.crediting import credit_intent
 from models import TopUp, User, db
 from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.stripe_helpers import recorded_topup, topup_metadata
 from tests.support.wallet import buy, fund, refund
 from tests.support.web import log_in
 
@@ -113,7 +114,7 @@ def test_topups_and_stripe_fees_known_or_not(client: FlaskClient) -> None:
             status="succeeded",
             amount=amount,
             currency="usd",
-            metadata={"dispatch_reader": str(reader.id), "dispatch_purpose": "wallet_topup"},
+            metadata=topup_metadata(reader.id, recorded_topup(reader.id, amount)),
         )
         assert credit_intent(intent)
     topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == "pi_sales_0"))

@@ -59,7 +59,9 @@ def test_the_paywall_button_refuses_a_publisher_with_money(client: FlaskClient) 
     article = make_article(price=39)
     log_in(client, publisher)
     token = csrf_token_from(client, f"/articles/{article.slug}")
-    response = client.post(f"/articles/{article.slug}/buy", data={"csrf_token": token})
+    # As the paywall's form sends it: with the price it showed.
+    form = {"csrf_token": token, "expected_amount": "39", "expected_currency": "usd"}
+    response = client.post(f"/articles/{article.slug}/buy", data=form)
     assert response.status_code == 302
     assert (purchases_of(publisher), balance_of(publisher)) == (0, 500)
     page = client.get(response.headers["Location"]).get_data(as_text=True)

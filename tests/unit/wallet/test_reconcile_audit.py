@@ -26,7 +26,9 @@ from tests.support.stripe_helpers import (
     card_top_up,
     dispute_obj,
     event,
+    recorded_topup,
     signed,
+    topup_metadata,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
@@ -62,7 +64,7 @@ def paid_directly_in_stripe(base: str, reader_id: int, amount: int) -> str:
             "payment_method_types": ["card"],
             "payment_method": card_payment_method(base),
             "confirm": True,
-            "metadata": {"dispatch_reader": str(reader_id), "dispatch_purpose": "wallet_topup"},
+            "metadata": topup_metadata(reader_id, recorded_topup(reader_id, amount)),
         }
     )
     assert pi.status == "succeeded"
@@ -293,6 +295,7 @@ def test_reconcile_finds_the_top_up_of_a_request_that_died_after_stripe_charged(
                 "dispatch_reader": str(reader.id),
                 "dispatch_purpose": "wallet_topup",
                 "dispatch_topup": str(topup.id),
+                "dispatch_ref": str(topup.reference),
                 "dispatch_article": article.slug,
             },
         }

@@ -21,10 +21,11 @@ from sqlalchemy import func, select, update
 
 from dispatch_pay.errors import DomainError
 from dispatch_pay.payments.gateway import webhook_events
+from dispatch_pay.payments.stripe_gateway import intent_from_payload
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.ledger import find_wallet
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
-from dispatch_pay.webhooks.services import ingest
+from dispatch_pay.webhooks.services import Behind, ingest
 from models import (
     ENTRY_DISPUTE,
     ENTRY_REFUND,
@@ -48,7 +49,9 @@ from tests.support.stripe_helpers import (
     dispute_obj,
     event,
     payment_intent_obj,
+    recorded_topup,
     signed,
+    topup_metadata,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
@@ -104,10 +107,7 @@ def paid_directly_in_stripe(base: str, reader: Reader, amount: int = 500) -> Pai
             "payment_method_types": ["card"],
             "payment_method": card_payment_method(base),
             "confirm": True,
-            "metadata": {
-                "dispatch_reader": str(reader.user.id),
-                "dispatch_purpose": "wallet_topup",
-            },
+            "metadata": topup_metadata(reader.user.id, recorded_topup(reader.user.id, amount)),
         }
     )
     assert pi.status == "succeeded"
@@ -528,6 +528,7 @@ class Model:
 
     amounts: list[int]
     pi_ids: list[str]
+    references: list[str]  # of the top-ups the app recorded (the PaymentIntents' dispatch_ref)
     credited: set[int] = field(default_factory=set)
     refunded_max: dict[int, int] = field(default_factory=dict)
     dispute_state: dict[int, str] = field(default_factory=dict)  # open / won / lost
@@ -579,11 +580,13 @@ def _apply(
     k = step[1] % len(model.amounts)
     pi_id, amount = model.pi_ids[k], model.amounts[k]
     charge = charge_obj(pi_id, amount, 0, reader.id, f"ch_{pi_id}")
+    intent = payment_intent_obj(
+        pi_id, amount, reader.id, reference=model.references[k], latest_charge=f"ch_{pi_id}"
+    )
+    # What Stripe answers when the webhook asks about the charge's PaymentIntent.
+    behind = Behind(intent_from_payload(intent))
     if kind == "succeeded":
-        evt = event(
-            "payment_intent.succeeded",
-            payment_intent_obj(pi_id, amount, reader.id, latest_charge=f"ch_{pi_id}"),
-        )
+        evt = event("payment_intent.succeeded", intent)
     elif kind == "card_refund":
         refunded_total = min(step[2], amount)
         evt = event(
@@ -601,7 +604,7 @@ def _apply(
             model.dispute_state[k] = "open"
         elif not created and previous in (None, "open"):
             model.dispute_state[k] = "won" if step[2] else "lost"
-    ingest(webhook_events().event(evt))
+    ingest(webhook_events().event(evt), behind)
     model.credited.add(k)
     model.sent.append(evt)
 
@@ -666,7 +669,11 @@ def test_random_histories_keep_the_books_balanced(
     reader, publisher = make_user(), make_user(role="publisher")
     articles = [make_article(price=price) for price in PRICES]
     run = next(_pi_numbers)
-    model = Model(amounts, [f"pi_prop_{run}_{k}" for k in range(len(amounts))])
+    model = Model(
+        amounts,
+        [f"pi_prop_{run}_{k}" for k in range(len(amounts))],
+        [recorded_topup(reader.id, amount) for amount in amounts],
+    )
 
     for step in history:
         _apply(step, model, reader, publisher, articles)

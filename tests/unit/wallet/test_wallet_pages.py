@@ -51,9 +51,8 @@ def test_without_stripe_keys_a_funded_wallet_still_buys_in_one_click(
     assert "Buying is not available" not in page
 
     token = csrf_token_from(client, f"/articles/{article.slug}")
-    response = client.post(
-        f"/articles/{article.slug}/buy", data={"csrf_token": token}, follow_redirects=True
-    )
+    form = {"csrf_token": token, "expected_amount": "39", "expected_currency": "usd"}
+    response = client.post(f"/articles/{article.slug}/buy", data=form, follow_redirects=True)
     html = response.get_data(as_text=True)
     assert "It&#39;s yours. $0.61 left in your wallet." in html
     assert "The full text, for paying readers only." in html
@@ -111,7 +110,8 @@ def test_the_wallet_does_not_offer_to_buy_what_the_reader_owns(
     fund(reader, 100)
     log_in(stripe_client, reader)
     token = csrf_token_from(stripe_client, f"/articles/{article.slug}")
-    stripe_client.post(f"/articles/{article.slug}/buy", data={"csrf_token": token})
+    form = {"csrf_token": token, "expected_amount": "39", "expected_currency": "usd"}
+    stripe_client.post(f"/articles/{article.slug}/buy", data=form)
 
     wallet = stripe_client.get(f"/wallet?buy={article.slug}").get_data(as_text=True)
     assert "is bought for you straight away" not in wallet

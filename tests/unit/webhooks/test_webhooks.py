@@ -25,16 +25,19 @@ from tests.support.stripe_helpers import (
     card_payment_method,
     card_top_up,
     event,
+    recorded_topup,
     signature_header,
     signed,
+    topup_metadata,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
 WEBHOOK = "/webhooks/stripe"
 
 
-def ours(reader_id: int) -> dict[str, str]:
-    return {"dispatch_reader": str(reader_id), "dispatch_purpose": "wallet_topup"}
+def ours(reader_id: int, amount: int = 500) -> dict[str, str]:
+    """Our metadata for a top-up of the reader that the app recorded (see recorded_topup)."""
+    return topup_metadata(reader_id, recorded_topup(reader_id, amount))
 
 
 def intent_in_stripe(
@@ -256,7 +259,10 @@ def test_bad_signatures_are_refused_and_change_nothing(
     assert stored_events() == before
     assert balance(stripe_client, token) == 0
     assert credits_for(pi["id"]) == []
-    assert db.session.scalar(select(func.count(TopUp.id))) == 0
+    recorded = db.session.scalars(select(TopUp).where(TopUp.user_id == reader_id)).all()
+    assert [(t.status, t.payment_intent_id) for t in recorded] == [
+        ("requires_payment_method", None)  # as the top-up request left it
+    ]
 
 
 def test_a_signature_inside_the_tolerance_is_accepted(
@@ -308,6 +314,9 @@ def test_unknown_event_types_are_acknowledged_and_ignored(
         {"dispatch_purpose": "wallet_topup"},
         {"dispatch_reader": "{reader}"},
         {"dispatch_reader": "{reader}", "dispatch_purpose": "subscription"},
+        # No reference to a top-up of ours (issue 11, item 13): never credited.
+        {"dispatch_reader": "{reader}", "dispatch_purpose": "wallet_topup"},
+        {"dispatch_reader": "{reader}", "dispatch_purpose": "wallet_topup", "dispatch_ref": ""},
         {"dispatch_reader": "999999999", "dispatch_purpose": "wallet_topup"},
         {"dispatch_reader": "not-a-number", "dispatch_purpose": "wallet_topup"},
         {"dispatch_reader": "99999999999999999999", "dispatch_purpose": "wallet_topup"},
