@@ -6,11 +6,13 @@ import itertools
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
-from models import ENTRY_ADJUSTMENT, Article, Purchase, User, db
+from models import ENTRY_ADJUSTMENT, Article, Purchase, TopUp, User, db
 from tests.support.stripe_helpers import recorded_topup, topup_metadata
 
 _seq = itertools.count(1)
@@ -27,13 +29,16 @@ def credit_topup(user: User, amount: int, intent_id: str | None = None, **intent
     """Credit a succeeded top-up the way the webhook would; its PaymentIntent id.
     `intent`: more Intent fields (charge_id, card_brand, card_last4)."""
     intent_id = intent_id or f"pi_test_{user.id}_{next(_seq)}"
+    # A redelivery of the same PaymentIntent names the same top-up (its dispatch_ref).
+    known = db.session.scalar(select(TopUp.reference).where(TopUp.payment_intent_id == intent_id))
+    reference = known or recorded_topup(user.id, amount)
     credited = credit_intent(
         Intent(
             id=intent_id,
             status="succeeded",
             amount=amount,
             currency="usd",
-            metadata=topup_metadata(user.id, recorded_topup(user.id, amount)),
+            metadata=topup_metadata(user.id, reference),
             **intent,
         )
     )
