@@ -36,7 +36,7 @@ from tests.conftest import IsolatedClient
 from tests.conftest import test_config as app_config
 from tests.support.factories import PASSWORD, bearer, make_article, make_token, make_user
 from tests.support.fake_gateway import InMemoryGateway
-from tests.support.stripe_helpers import card_top_up
+from tests.support.stripe_helpers import card_top_up, recorded_topup, topup_metadata
 from tests.support.web import csrf_token_from, log_in
 
 _ids = itertools.count(1)
@@ -86,7 +86,7 @@ def gateway(gateway_app: tuple[Flask, RefundingGateway]) -> RefundingGateway:
 
 def top_up(gateway: RefundingGateway, user: User, amount: int) -> str:
     pi = f"pi_close_{next(_ids)}"
-    metadata = {"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"}
+    metadata = topup_metadata(user.id, recorded_topup(user.id, amount))
     intent = gateway.keep_intent(
         pi, status="succeeded", amount=amount, currency="usd", metadata=metadata
     )
