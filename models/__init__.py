@@ -15,6 +15,7 @@ from models.catalog import (
     bump_catalog_version,
 )
 from models.publisher import PriceChange, PublicationSettings
+from models.readers import DEFAULT_GIFT_READS, GiftLink, GiftRead, PrivateFeed
 from models.wallet import (
     ENTRY_ADJUSTMENT,
     ENTRY_DISPUTE,
@@ -34,6 +35,7 @@ from models.wallet import (
 
 __all__ = [
     "CATALOG_STATE_ID",
+    "DEFAULT_GIFT_READS",
     "ENTRY_ADJUSTMENT",
     "ENTRY_DISPUTE",
     "ENTRY_PURCHASE",
@@ -55,8 +57,11 @@ __all__ = [
     "Database",
     "Dispute",
     "Entitlement",
+    "GiftLink",
+    "GiftRead",
     "LedgerEntry",
     "PriceChange",
+    "PrivateFeed",
     "PublicationSettings",
     "Purchase",
     "TopUp",

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
+from markupsafe import escape
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from dispatch_pay.catalog import services
+from dispatch_pay.catalog import gifts, private_feed, services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
+from dispatch_pay.errors import DomainError
+from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import load_query
 from dispatch_pay.wallet.services import paywall_offer
 from models import Article, User
@@ -81,6 +98,11 @@ def article_page(slug: str) -> str:
     # Two templates: the locked one is never handed the full article.
     full = FULL.dump(article) if access is Access.FULL else None
     offer = None if full else paywall_offer(viewer, article)
+    own_gifts = None
+    can_give = False
+    if full and viewer is not None and not article.is_free:
+        own_gifts = gifts.gifts_of(viewer, article)
+        can_give = gifts.may_give(viewer, article)
     return render_template(
         "article_full.html" if full else "article_teaser.html",
         article=teaser,
@@ -90,17 +112,137 @@ def article_page(slug: str) -> str:
         structured_data=structured_data(teaser, article.is_free),
         paywall_class=PAYWALL_SELECTOR.lstrip("."),
         offer=offer,
+        gifts=own_gifts,
+        can_give=can_give,
     )
+
+
+# Guessing secrets in URLs: every unknown token counts against the address.
+GUESSING_LIMIT = "20 per minute; 200 per hour"
+
+
+def _unknown_secret(response: Response) -> bool:
+    return response.status_code == 404
+
+
+ANON_KEY = "gift_visitor"
+
+
+def _anonymous_key() -> str:
+    """A random key per browser, so one person opening a gift twice counts once."""
+    key = session.get(ANON_KEY)
+    if not isinstance(key, str) or len(key) != 32:
+        key = secrets.token_hex(16)
+        session[ANON_KEY] = key
+    return key
+
+
+@bp.get("/gift/<token>")
+@limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
+def gift_page(token: str) -> Response:
+    viewer = _viewer()
+    try:
+        opening = gifts.open_gift(token, viewer, "" if viewer else _anonymous_key())
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        raise
+    article = opening.article
+    teaser = TEASER.dump(article)
+    full = FULL.dump(article) if opening.access is Access.FULL else None
+    body = render_template(
+        "article_full.html" if full else "article_teaser.html",
+        article=teaser,
+        full=full,
+        free=article.is_free,
+        published=article.is_published,
+        structured_data=structured_data(teaser, article.is_free),
+        paywall_class=PAYWALL_SELECTOR.lstrip("."),
+        offer=None if full else paywall_offer(viewer, article),
+        gift_notice="full" if full else "used",
+        noindex=True,
+    )
+    response = make_response(body)
+    # A gift page is for its holder only: never stored by a shared (or any) cache.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token must not leak onwards
+    return response
+
+
+def _rss_date(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+@bp.get("/feed/<secret>.xml")
+@limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
+def private_feed_xml(secret: str) -> Response:
+    try:
+        reader = private_feed.reader_for_secret(secret)
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        raise
+    content = private_feed.feed_items(reader)
+    items = []
+    for item in content.items:
+        full = FULL.dump(item.article)
+        summary = escape(full["verification"]["summary"])
+        html = f'{full["body_html"]}<p class="verification">Verification: {summary}</p>'
+        items.append({"article": full, "html": html, "date": _rss_date(item.acquired_at)})
+    body = render_template(
+        "private_feed.xml",
+        items=items,
+        home=url_for("catalog.library_page", _external=True),
+        self_url=url_for("catalog.private_feed_xml", secret=secret, _external=True),
+    )
+    response = Response(body, mimetype="application/rss+xml")
+    # The reader's own text: no shared cache may keep it; their reader app revalidates.
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.set_etag(hashlib.sha256(body.encode()).hexdigest())
+    if content.last_modified is not None:
+        response.last_modified = content.last_modified
+    response.make_conditional(request)
+    return response
+
+
+@bp.post("/articles/<slug>/gifts")
+@login_required
+def give_article(slug: str) -> WerkzeugResponse:
+    gifts.create_gift(current_user._get_current_object(), services.find_article(slug))
+    return redirect(url_for("catalog.article_page", slug=slug, _anchor="gifts"))
+
+
+@bp.post("/gifts/<int:gift_id>/revoke")
+@login_required
+def revoke_gift(gift_id: int) -> WerkzeugResponse:
+    view = gifts.revoke_gift(current_user._get_current_object(), gift_id)
+    return redirect(url_for("catalog.article_page", slug=view.slug, _anchor="gifts"))
 
 
 @bp.get("/library")
 @login_required
 def library_page() -> str:
-    items = services.library(current_user._get_current_object())
+    reader = current_user._get_current_object()
+    items = services.library(reader)
     return render_template(
         "library.html",
-        items=[{"article": TEASER.dump(i.article), "acquired_at": i.acquired_at} for i in items],
+        items=[
+            {"article": TEASER.dump(i.article), "acquired_at": i.acquired_at, "source": i.source}
+            for i in items
+        ],
+        feed_url=url_for(
+            "catalog.private_feed_xml", secret=private_feed.feed_secret(reader), _external=True
+        ),
     )
+
+
+@bp.post("/library/feed")
+@login_required
+def renew_feed() -> WerkzeugResponse:
+    private_feed.new_feed_secret(current_user._get_current_object())
+    return redirect(url_for("catalog.library_page", _anchor="private-feed"))
 
 
 @bp.get("/verification")

@@ -34,10 +34,24 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import TestResponse
 
 from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
+from dispatch_pay.catalog.gifts import create_gift, revoke_gift
+from dispatch_pay.catalog.private_feed import feed_secret, new_feed_secret
 from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.wallet.services import purchase_article
-from models import ApiToken, Article, Entitlement, LedgerEntry, Purchase, TopUp, User, Wallet, db
+from models import (
+    ApiToken,
+    Article,
+    Entitlement,
+    GiftLink,
+    LedgerEntry,
+    PrivateFeed,
+    Purchase,
+    TopUp,
+    User,
+    Wallet,
+    db,
+)
 from tests.support.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
 from tests.support.web import csrf_token_from, log_in
 
@@ -139,6 +153,10 @@ def token_form(_actor: str, _world: World) -> dict[str, Any]:
     return {"name": "pipeline"}
 
 
+def gift_settings(_actor: str, _world: World) -> dict[str, Any]:
+    return {"gift_reads": 3}
+
+
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
 
 MATRIX: list[Row] = [
@@ -228,6 +246,20 @@ MATRIX: list[Row] = [
     Row("POST /publisher/tokens", (LOGIN, 403, 403, 201), form=token_form),
     # Another user's token (the reader's spare one) is not the publisher's to revoke.
     Row("POST /publisher/tokens/{token_id}/revoke", (LOGIN, 403, 403, 404), form=nothing),
+    Row("PUT /api/v1/publisher/settings", (401, 403, 403, 200), json=gift_settings),
+    # Gift links: the reader owns the article in {slug}; {token} is a revoked link of theirs
+    # (a teaser page for everybody), {gift_id} a live one.
+    Row("GET /gift/{token}", (200, 200, 200, 200), values={"token": "revoked_gift_token"}),
+    Row("POST /api/v1/articles/{slug}/gifts", (401, 201, 403, 403)),
+    Row("GET /api/v1/articles/{slug}/gifts", (401, 200, 200, 200)),
+    Row("DELETE /api/v1/gifts/{gift_id}", (401, 200, 404, 404)),
+    Row("POST /articles/{slug}/gifts", (LOGIN, 302, 403, 403), form=nothing),
+    Row("POST /gifts/{gift_id}/revoke", (LOGIN, 302, 404, 404), form=nothing),
+    # The private feed: {secret} is the reader's replaced secret, which opens nothing.
+    Row("GET /feed/{secret}.xml", (404, 404, 404, 404)),
+    Row("GET /api/v1/me/feed", (401, 200, 200, 200)),
+    Row("POST /api/v1/me/feed", (401, 200, 200, 200)),
+    Row("POST /library/feed", (LOGIN, 302, 302, 302), form=nothing),
 ]
 
 
@@ -262,6 +294,11 @@ def build_world() -> World:
     draft = make_article(published=False, verdicts=("supported",))
     topup_id = fund(users["reader"], 500)
     purchase = purchase_article(users["reader"], owned).purchase
+    revoked_gift = create_gift(users["reader"], owned)
+    revoke_gift(users["reader"], revoked_gift.gift.id)
+    live_gift = create_gift(users["reader"], owned)
+    old_feed_secret = feed_secret(users["reader"])
+    new_feed_secret(users["reader"])
     db.session.commit()
     spare = db.session.get(ApiToken, _token_id(make_token(users["reader"])))
     assert spare is not None
@@ -274,6 +311,9 @@ def build_world() -> World:
         "purchase_id": purchase.id,
         "topup_id": topup_id,
         "filename": "style.css",
+        "revoked_gift_token": revoked_gift.token,
+        "gift_id": live_gift.gift.id,
+        "secret": old_feed_secret,
     }
     return World(users=users, tokens=tokens, values=values)
 
@@ -303,6 +343,11 @@ def snapshot(reader: User) -> dict[str, Any]:
         "entitlements": rows(Entitlement, "article_id", "source"),
         "topups": rows(TopUp, "id", "status", "payment_intent_id"),
         "tokens": rows(ApiToken, "id", "revoked_at"),
+        "gifts": sorted(
+            (g.id, g.revoked_at)
+            for g in db.session.scalars(select(GiftLink).where(GiftLink.giver_id == reader.id))
+        ),
+        "feeds": rows(PrivateFeed, "id", "secret_hash"),
         "articles": sorted(
             (a.slug, a.title, a.status, a.price_amount) for a in db.session.scalars(select(Article))
         ),
