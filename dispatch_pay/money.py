@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -58,3 +60,17 @@ class PriceSchema(MoneySchema):
             error="Must be between {min} and {max} minor units.",
         ),
     )
+
+
+class MajorUnits(fields.Field):
+    """ "0.39" → 39 minor units, exactly (Decimal, never a float)."""
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
+        "invalid": "Enter an amount like 0.39.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        text = str(value).strip().lstrip("$€£").strip()
+        if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", text):
+            raise self.make_error("invalid")
+        return int(Decimal(text) * 100)

@@ -15,7 +15,7 @@ from models.catalog import (
     bump_catalog_version,
 )
 from models.publisher import PriceChange, PublicationSettings
-from models.readers import DEFAULT_GIFT_READS, GiftLink, GiftRead, PrivateFeed
+from models.readers import DEFAULT_GIFT_READS, GiftLink, GiftRead, PrivateFeed, WalletSettings
 from models.wallet import (
     ENTRY_ADJUSTMENT,
     ENTRY_DISPUTE,
@@ -68,6 +68,7 @@ __all__ = [
     "User",
     "VerificationReport",
     "Wallet",
+    "WalletSettings",
     "WebhookEvent",
     "bump_catalog_version",
     "db",

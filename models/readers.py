@@ -63,3 +63,23 @@ class PrivateFeed(Base):
     nonce: Mapped[str] = mapped_column(String(64))  # the secret is HMAC(SECRET_KEY, nonce)
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WalletSettings(Base):
+    """Limits a reader sets on their own spending."""
+
+    __tablename__ = "wallet_settings"
+    __table_args__ = (
+        CheckConstraint("daily_cap_amount >= 0", name="daily_cap_not_negative"),
+        CheckConstraint(
+            "(daily_cap_amount IS NULL) = (daily_cap_currency IS NULL)", name="daily_cap_whole"
+        ),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # At most this much spent on purchases per UTC day, in this currency; None: no cap.
+    daily_cap_amount: Mapped[int | None] = mapped_column(Integer, default=None)
+    daily_cap_currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

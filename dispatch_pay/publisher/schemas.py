@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from dispatch_pay.catalog.schemas import TeaserSchema
 from dispatch_pay.inputs import not_blank
-from dispatch_pay.money import CURRENCIES, MAX_ARTICLE_PRICE, MoneySchema, PriceSchema
+from dispatch_pay.money import CURRENCIES, MAX_ARTICLE_PRICE, MajorUnits, MoneySchema, PriceSchema
 from dispatch_pay.publisher.sales import (
     DEFAULT_PERIOD_DAYS,
     MAX_PERIOD_DAYS,
@@ -203,20 +201,6 @@ class SalesReportSchema(Schema):
 
 
 # --- Dashboard forms (HTML): prices are typed in major units, e.g. "0.39" ------------
-
-
-class MajorUnits(fields.Field):
-    """ "0.39" → 39 minor units, exactly (Decimal, never a float)."""
-
-    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
-        "invalid": "Enter an amount like 0.39.",
-    }
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        text = str(value).strip().lstrip("$€£").strip()
-        if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", text):
-            raise self.make_error("invalid")
-        return int(Decimal(text) * 100)
 
 
 class PriceFormSchema(Schema):

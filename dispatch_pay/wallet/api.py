@@ -20,13 +20,15 @@ from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.gateway import PaymentProviderUnavailable, PaymentRequestRejected
-from dispatch_pay.wallet import ledger
+from dispatch_pay.wallet import ledger, spending_cap
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
     TopUpRequestSchema,
     WalletQuerySchema,
     WalletSchema,
+    WalletSettingsInputSchema,
+    WalletSettingsSchema,
     money,
     wallet_view,
 )
@@ -175,3 +177,38 @@ def get_topup(topup_id: str) -> Response:
     if topup.buy_article_id is not None:
         purchased = wallet_services.active_purchase(user.id, topup.buy_article_id) is not None
     return jsonify(TopUpStatusSchema().dump({"topup": topup, "purchased": purchased}))
+
+
+def _settings_view(user_id: int) -> dict[str, object]:
+    settings = spending_cap.settings_of(user_id)
+    if settings is None or settings.daily_cap_currency is None:
+        return {"daily_cap": None, "spent_today": None}
+    currency = settings.daily_cap_currency
+    return WalletSettingsSchema().dump(
+        {
+            "daily_cap": money(settings.daily_cap_amount or 0, currency),
+            "spent_today": money(spending_cap.spent_today(user_id, currency), currency),
+        }
+    )
+
+
+@bp.get("/wallet/settings")
+@operation("The reader's own spending limits", response=WalletSettingsSchema)
+def get_wallet_settings() -> Response:
+    return jsonify(_settings_view(require_user().id))
+
+
+@bp.put("/wallet/settings")
+@operation(
+    "Set the reader's daily spending cap (null removes it)",
+    body=WalletSettingsInputSchema,
+    response=WalletSettingsSchema,
+    description="A purchase that would take the day's (UTC) purchases in the cap's currency "
+    "over it answers 402 `spending_cap_reached` and debits nothing.",
+)
+def put_wallet_settings() -> Response:
+    user = require_user()
+    data = load_json(WalletSettingsInputSchema())
+    if "daily_cap" in data:
+        spending_cap.set_daily_cap(user, data["daily_cap"])
+    return jsonify(_settings_view(user.id))

@@ -12,6 +12,7 @@ from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError
 from dispatch_pay.money import CURRENCIES
 from dispatch_pay.wallet.ledger import lock_wallet, locked_wallet, post_entry
+from dispatch_pay.wallet.spending_cap import cap_room, check_daily_cap
 from models import (
     ENTRY_PURCHASE,
     ENTRY_REFUND,
@@ -78,6 +79,7 @@ def purchase_article(user: User, article: Article) -> PurchaseResult:
     if wallet.is_frozen:
         raise wallet_frozen()
     price = article.price_amount
+    check_daily_cap(user.id, wallet, price)
     if wallet.balance < price:
         shortfall = price - wallet.balance
         raise DomainError(
@@ -204,6 +206,15 @@ def paywall_offer(user: User | None, article: Article) -> dict[str, Any]:
         balance = wallet.balance if wallet else 0
         if wallet is not None and wallet.is_frozen:
             return {"action": "frozen", "balance": balance}
+        room = cap_room(user.id, currency)
+        if room is not None and room[1] + article.price_amount > room[0]:
+            cap, spent = room
+            return {
+                "action": "cap",
+                "balance": balance,
+                "daily_cap": {"amount": cap, "currency": currency},
+                "spent_today": {"amount": spent, "currency": currency},
+            }
     if balance >= article.price_amount:
         return {"action": "buy", "balance": balance}
     offer = topup_offer(currency, article.price_amount - balance)

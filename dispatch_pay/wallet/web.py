@@ -9,10 +9,11 @@ from werkzeug.wrappers import Response
 
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
+from dispatch_pay.inputs import load
 from dispatch_pay.money import CURRENCIES, format_money
-from dispatch_pay.wallet import ledger
+from dispatch_pay.wallet import ledger, spending_cap
 from dispatch_pay.wallet import services as wallet_services
-from dispatch_pay.wallet.schemas import wallet_view
+from dispatch_pay.wallet.schemas import DailyCapFormSchema, wallet_view
 from models import Article, TopUp, db
 
 bp = Blueprint("wallet", __name__)
@@ -58,8 +59,14 @@ def wallet_page() -> str:
     presets = [p["amount"] for p in offer["presets"]]
     selected = amount if amount in presets else (500 if 500 in presets else presets[0])
     gateway = current_app.extensions.get("payment_gateway")
+    cap = spending_cap.settings_of(current_user.id)
     return render_template(
         "wallet.html",
+        daily_cap=(
+            {"amount": cap.daily_cap_amount, "currency": cap.daily_cap_currency}
+            if cap is not None and cap.daily_cap_currency
+            else None
+        ),
         wallet=view,
         currency=currency,
         presets=presets,
@@ -121,3 +128,20 @@ def topup_done(payment_intent_id: str) -> Response:
     else:
         flash(f"{amount} added to your wallet ({balance} now), but the dispatch was not bought.")
     return redirect(url_for("catalog.article_page", slug=article.slug))
+
+
+@bp.post("/wallet/settings")
+@login_required
+def wallet_settings() -> Response:
+    try:
+        data = load(DailyCapFormSchema(), request.form.to_dict())
+    except DomainError:
+        flash("The daily cap must be an amount like 5.00, or empty for no cap. Nothing changed.")
+        return redirect(url_for("wallet.wallet_page", _anchor="spending-cap"))
+    cap = data["daily_cap"]
+    spending_cap.set_daily_cap(
+        current_user._get_current_object(),
+        None if cap is None else {"amount": cap, "currency": data["currency"]},
+    )
+    flash("Daily spending cap saved." if cap is not None else "Daily spending cap removed.")
+    return redirect(url_for("wallet.wallet_page", _anchor="spending-cap"))

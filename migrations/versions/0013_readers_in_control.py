@@ -1,4 +1,4 @@
-"""gift links, gift reads, private feeds; gift reads per site and per article
+"""gift links, gift reads, private feeds, wallet settings (daily cap); gift reads per site and article
 
 Revision ID: 0013_readers_in_control
 Revises: 0007
@@ -94,9 +94,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("user_id", name=op.f("uq_private_feeds_user_id")),
         sa.UniqueConstraint("secret_hash", name=op.f("uq_private_feeds_secret_hash")),
     )
+    op.create_table(
+        "wallet_settings",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("daily_cap_amount", sa.Integer(), nullable=True),
+        sa.Column("daily_cap_currency", sa.String(length=3), nullable=True),
+        sa.Column("updated_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "daily_cap_amount >= 0", name=op.f("ck_wallet_settings_daily_cap_not_negative")
+        ),
+        sa.CheckConstraint(
+            "(daily_cap_amount IS NULL) = (daily_cap_currency IS NULL)",
+            name=op.f("ck_wallet_settings_daily_cap_whole"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_wallet_settings_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_wallet_settings")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("wallet_settings")
     op.drop_table("private_feeds")
     op.drop_index(op.f("ix_gift_reads_article_id"), table_name="gift_reads")
     op.drop_table("gift_reads")

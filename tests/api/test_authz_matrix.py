@@ -50,6 +50,7 @@ from models import (
     TopUp,
     User,
     Wallet,
+    WalletSettings,
     db,
 )
 from tests.support.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
@@ -157,6 +158,14 @@ def gift_settings(_actor: str, _world: World) -> dict[str, Any]:
     return {"gift_reads": 3}
 
 
+def daily_cap(_actor: str, _world: World) -> dict[str, Any]:
+    return {"daily_cap": {"amount": 500, "currency": "usd"}}
+
+
+def daily_cap_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"daily_cap": "5.00", "currency": "usd"}
+
+
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
 
 MATRIX: list[Row] = [
@@ -260,6 +269,10 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/me/feed", (401, 200, 200, 200)),
     Row("POST /api/v1/me/feed", (401, 200, 200, 200)),
     Row("POST /library/feed", (LOGIN, 302, 302, 302), form=nothing),
+    # The caller's own daily cap.
+    Row("GET /api/v1/wallet/settings", (401, 200, 200, 200)),
+    Row("PUT /api/v1/wallet/settings", (401, 200, 200, 200), json=daily_cap),
+    Row("POST /wallet/settings", (LOGIN, 302, 302, 302), form=daily_cap_form),
 ]
 
 
@@ -348,6 +361,7 @@ def snapshot(reader: User) -> dict[str, Any]:
             for g in db.session.scalars(select(GiftLink).where(GiftLink.giver_id == reader.id))
         ),
         "feeds": rows(PrivateFeed, "id", "secret_hash"),
+        "settings": rows(WalletSettings, "daily_cap_amount", "daily_cap_currency"),
         "articles": sorted(
             (a.slug, a.title, a.status, a.price_amount) for a in db.session.scalars(select(Article))
         ),
