@@ -26,9 +26,11 @@ migrate: install
 seed: migrate
 	$(BIN)/flask --app app seed-demo
 
+## lint: ruff, and import-linter (layers point down; only the Stripe module imports stripe)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

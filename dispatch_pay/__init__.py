@@ -12,14 +12,24 @@ from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
 from dispatch_pay.inputs import DatabaseIdConverter, reject_unsafe_request_text
 from dispatch_pay.money import format_money
+from dispatch_pay.payments.gateway import GATEWAY_KEY, WEBHOOKS_KEY, PaymentGateway
 from dispatch_pay.request_log import register_request_logging
-from dispatch_pay.security import register_security
+from dispatch_pay.security import register_security, trust_proxies
 from models import User, db
 
 ROOT = Path(__file__).resolve().parent.parent
+# create_app's default: the gateway the configuration describes (Stripe, or none).
+FROM_CONFIG = object()
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    config: dict[str, Any] | None = None,
+    *,
+    payment_gateway: PaymentGateway | object | None = FROM_CONFIG,
+    configure_database: bool = True,
+) -> Flask:
+    """The app. Tests pass their own `payment_gateway` (None disables payments), and
+    `configure_database=False` when they bind the session to their own connection."""
     app = Flask(
         __name__,
         instance_path=str(ROOT / "instance"),
@@ -27,10 +37,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
     )
     app.config.update(load_config(Path(app.instance_path), config))
-    app.config.setdefault("DEFAULT_ARTICLE_PRICE", {"amount": 39, "currency": "usd"})
     register_request_logging(app)  # first, so every request (even a 429) gets its id
     register_security(app)
-    register_extensions(app)
+    register_extensions(app, configure_database)
+    register_payment_gateway(app, payment_gateway)
     register_input_guards(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -38,16 +48,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_template_helpers(app)
     register_commands(app)
     register_public_cache(app)
+    trust_proxies(app)  # last: the outermost middleware (see its docstring)
     return app
 
 
-def register_extensions(app: Flask) -> None:
-    if app.config.get("DATABASE_CONFIGURE", True):
+def register_extensions(app: Flask, configure_database: bool = True) -> None:
+    if configure_database:
         db.configure(app.config["DATABASE_URL"])
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
-    register_payment_gateway(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = "Log in to continue."
 
@@ -58,26 +68,30 @@ def register_extensions(app: Flask) -> None:
         return db.session.get(User, int(user_id))
 
 
-def register_payment_gateway(app: Flask) -> None:
-    """Stripe when keys are configured; otherwise buying is disabled (reading still works)."""
-    if "PAYMENT_GATEWAY" in app.config:
-        app.extensions["payment_gateway"] = app.config["PAYMENT_GATEWAY"]
-        return
-    key = app.config.get("STRIPE_SECRET_KEY")
-    if not key:
-        app.extensions["payment_gateway"] = None
-        return
-    from dispatch_pay.payments.stripe_gateway import StripeGateway, build_client
+def register_payment_gateway(app: Flask, gateway: PaymentGateway | object | None) -> None:
+    """Stripe when keys are configured; otherwise buying is disabled (reading still works).
 
-    base = app.config.get("STRIPE_API_BASE")
-    app.extensions["payment_gateway"] = StripeGateway(
+    Webhooks are verified with their own secret, with or without an API key.
+    """
+    from dispatch_pay.payments.stripe_gateway import StripeGateway, StripeWebhooks, build_client
+
+    app.extensions[WEBHOOKS_KEY] = StripeWebhooks(app.config["STRIPE_WEBHOOK_SECRET"])
+    if gateway is not FROM_CONFIG:
+        app.extensions[GATEWAY_KEY] = gateway
+        return
+    key = app.config["STRIPE_SECRET_KEY"]
+    if not key:
+        app.extensions[GATEWAY_KEY] = None
+        return
+    base = app.config["STRIPE_API_BASE"]
+    app.extensions[GATEWAY_KEY] = StripeGateway(
         build_client(
             key,
             base,
             timeout=float(app.config["STRIPE_TIMEOUT_SECONDS"]),
             retries=int(app.config["STRIPE_NETWORK_RETRIES"]),
         ),
-        app.config.get("STRIPE_PUBLISHABLE_KEY"),
+        app.config["STRIPE_PUBLISHABLE_KEY"],
         base,
     )
 

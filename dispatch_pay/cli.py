@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -12,7 +14,16 @@ from sqlalchemy.exc import OperationalError
 
 from dispatch_pay.accounts.services import ensure_publisher, issue_token
 from dispatch_pay.errors import DomainError
+from dispatch_pay.payments import fees
+from dispatch_pay.payments.fees import FEE_BATCH
+from dispatch_pay.payments.gateway import (
+    PaymentGateway,
+    PaymentProviderUnavailable,
+    require_gateway,
+)
 from models import db
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -94,15 +105,13 @@ def _check_credentials(email: str, password: str | None) -> None:
     from marshmallow import ValidationError
 
     from dispatch_pay.accounts.schemas import CredentialsSchema
+    from dispatch_pay.inputs import form_errors
 
     try:
         CredentialsSchema().load({"email": email, "password": password or "x" * 64})
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"": exc.messages}
         raise click.BadParameter(
-            "; ".join(
-                f"{field}: {' '.join(map(str, errors))}" for field, errors in messages.items()
-            )
+            "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form_errors(exc).items())
         ) from exc
 
 
@@ -115,19 +124,40 @@ def seed_demo() -> None:
         click.echo(line)
 
 
+def fill_fees(gateway: PaymentGateway, since_days: int, limit: int = FEE_BATCH) -> list[str]:
+    """Ask Stripe for the fees still unknown; one line per fee recorded.
+
+    One transaction per top-up, and none open while Stripe is asked. A top-up Stripe
+    does not know (or has no settled charge for yet) is asked again next run; if Stripe
+    is unavailable the batch stops there.
+    """
+    report: list[str] = []
+    pending = fees.topups_without_fee(since_days, limit)
+    db.session.commit()  # the read ends before Stripe is called
+    for topup_id, pi_id in pending:
+        try:
+            fee = fees.ask_fee(gateway, topup_id, pi_id)
+        except PaymentProviderUnavailable as exc:
+            log.warning("fees: Stripe unavailable, %s left unknown: %s", pi_id, exc)
+            report.append("fees: Stripe unavailable; unknown fees are asked again next run")
+            break
+        if fee is not None and fees.record_fee(topup_id, fee):
+            report.append(fees.fee_line(topup_id, fee))
+        db.session.commit()
+    return report
+
+
 @click.command("reconcile")
 @click.option("--days", default=3, show_default=True, help="How far back to look.")
 def reconcile_command(days: int) -> None:
     """Credit succeeded top-ups whose webhook never arrived (safe to run any time)."""
-    from datetime import timedelta
-
-    from dispatch_pay.payments.fees import fill_fees
-    from dispatch_pay.payments.gateway import PaymentProviderUnavailable
-    from dispatch_pay.payments.services import gateway, reconcile
+    from dispatch_pay.wallet.crediting import reconcile
 
     try:
-        lines = reconcile(gateway(), timedelta(days=days))
-        fee_lines = fill_fees(gateway(), days)
+        gateway = require_gateway()
+        lines = reconcile(gateway, timedelta(days=days))
+        db.session.commit()
+        fee_lines = fill_fees(gateway, days)
     except DomainError as exc:  # no Stripe keys: nothing to ask
         raise click.ClickException(exc.message) from exc
     except PaymentProviderUnavailable as exc:

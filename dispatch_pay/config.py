@@ -6,6 +6,16 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from dispatch_pay.money import DEFAULT_CURRENCY
+
+# Every default lives here; the app and its modules read app.config, never a literal.
+# The whole budget of one Stripe call, shared by its attempts: a reader waits about
+# this long, never more, before a hung Stripe becomes a 503.
+STRIPE_TIMEOUT_SECONDS = 10.0
+# Retries reuse the Idempotency-Key, so Stripe never charges twice for them.
+STRIPE_NETWORK_RETRIES = 1
 
 
 class ConfigurationError(RuntimeError):
@@ -32,6 +42,30 @@ def _development_secret(instance_path: Path) -> str:
     return path.read_text().strip()
 
 
+def normalise_public_base_url(value: str | None) -> str | None:
+    """`scheme://host[:port][/prefix]` without a trailing slash, or ConfigurationError."""
+    if value is None or not value.strip():
+        return None
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        parts = parts._replace(scheme="")  # refused below
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() or ord(c) < 0x20 for c in value.strip())
+    ):
+        raise ConfigurationError(
+            "PUBLIC_BASE_URL must look like https://dispatch.example (optionally with a "
+            f"path prefix), not {value!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
 def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     overrides = dict(overrides or {})
     production = overrides.pop("PRODUCTION", _is_production())
@@ -44,8 +78,12 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
-        "STRIPE_TIMEOUT_SECONDS": float(os.environ.get("STRIPE_TIMEOUT_SECONDS") or 10),
-        "STRIPE_NETWORK_RETRIES": int(os.environ.get("STRIPE_NETWORK_RETRIES") or 1),
+        "STRIPE_TIMEOUT_SECONDS": float(
+            os.environ.get("STRIPE_TIMEOUT_SECONDS") or STRIPE_TIMEOUT_SECONDS
+        ),
+        "STRIPE_NETWORK_RETRIES": int(
+            os.environ.get("STRIPE_NETWORK_RETRIES") or STRIPE_NETWORK_RETRIES
+        ),
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "PASSWORD_HASH_METHOD": "scrypt",
         "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -69,8 +107,14 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "API_PAGE_SIZE": 20,
         "SITE_NAME": "Dispatch",
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+        "DEFAULT_ARTICLE_PRICE": {"amount": 39, "currency": DEFAULT_CURRENCY},
+        "PUBLIC_CACHE_ENABLED": True,
+        "PUBLIC_CACHE_MAX_AGE": 10,
+        # Memory each process may spend on cached anonymous pages (keys, headers, bodies).
+        "PUBLIC_CACHE_MAX_BYTES": int(os.environ.get("PUBLIC_CACHE_MAX_BYTES") or 64 * 1024 * 1024),
     }
     config.update(overrides)
+    config["PUBLIC_BASE_URL"] = normalise_public_base_url(config["PUBLIC_BASE_URL"])
     if not config["SECRET_KEY"]:
         if production:
             raise ConfigurationError("SECRET_KEY must be set in production")

@@ -111,9 +111,26 @@ def load(
     try:
         result: dict[str, Any] = schema.load(data, partial=partial)
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise invalid_fields(messages) from exc
+        raise invalid_fields(field_messages(exc)) from exc
     return result
+
+
+def field_messages(exc: ValidationError) -> dict[str, Any]:
+    """marshmallow's messages by field; "_schema" for those about the whole input."""
+    return exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+
+
+def form_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """The same messages as flat lines per field, for HTML forms and the command line."""
+    return {str(k): flat_messages(v) for k, v in field_messages(exc).items()}
+
+
+def flat_messages(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [f"{k}: {m}" for k, v in value.items() for m in flat_messages(v)]
+    if isinstance(value, list):
+        return [m for v in value for m in flat_messages(v)]
+    return [str(value)]
 
 
 def load_query(schema: Schema) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -15,21 +14,10 @@ CURRENCIES: dict[str, dict[str, Any]] = {
     "eur": {"symbol": "€", "stripe_minimum": 50},
     "gbp": {"symbol": "£", "stripe_minimum": 30},
 }
+# The currency of pages and API calls that do not name one.
 DEFAULT_CURRENCY = "usd"
 # A single dispatch costs at most this much (in minor units): $100.
 MAX_ARTICLE_PRICE = 100_00
-
-
-@dataclass(frozen=True)
-class Money:
-    amount: int
-    currency: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"amount": self.amount, "currency": self.currency}
-
-    def format(self) -> str:
-        return format_money(self.amount, self.currency)
 
 
 def format_money(amount: int, currency: str) -> str:
@@ -74,3 +62,8 @@ class MajorUnits(fields.Field):
         if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", text):
             raise self.make_error("invalid")
         return int(Decimal(text) * 100)
+
+
+def money(amount: int, currency: str) -> dict[str, Any]:
+    """Money as the API and the templates show it."""
+    return {"amount": amount, "currency": currency}

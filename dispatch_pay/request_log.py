@@ -2,8 +2,10 @@
 
 Each request gets an id (a well-formed X-Request-ID from the proxy, or a new one), echoed
 in the response header and stamped on every log line written while it runs. A request
-line carries only method, path (never the query string), status, duration and user id:
-never a body, a header, a cookie, a token, a password or a key.
+line carries only method, path (never the query string), status, duration, user id and
+what the public page cache did (`hit`, `miss` or `bypass`): never a body, a header, a
+cookie, a token, a password or a key. Pages served from the cache never reach Flask; the
+cache logs their line itself through `log_request`, with an id of their own.
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ import time
 import traceback
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy import inspect
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 PACKAGE_LOGGER = "dispatch_pay"
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids a proxy may hand us; anything else (too long, odd characters) is replaced, so a
 # client cannot inject text into the logs through the header.
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Set in the WSGI environ by the public page cache: "hit", "miss" (rendered, maybe stored).
+CACHE_STATUS_KEY = "dispatch_pay.cache_status"
 
 log = logging.getLogger(f"{PACKAGE_LOGGER}.request")
 
@@ -88,13 +95,23 @@ def _current_user_id() -> int | None:
     return int(identity[0]) if identity else None
 
 
+def request_id_for(environ: WSGIEnvironment) -> str:
+    """This request's id: the proxy's X-Request-ID when well formed, else a new one."""
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    level = logging.ERROR if int(fields["status"]) >= 500 else logging.INFO
+    log.log(level, "request", extra={"fields": fields})
+
+
 def register_request_logging(app: Flask) -> None:
     configure_logging()
 
     @app.before_request
     def _start() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id_for(request.environ)
         g.request_started = time.perf_counter()
 
     @app.after_request
@@ -110,7 +127,7 @@ def register_request_logging(app: Flask) -> None:
             "duration_ms": round(duration, 2) if duration is not None else None,
             "user_id": _current_user_id(),
             "remote_addr": request.remote_addr,
+            "cache": request.environ.get(CACHE_STATUS_KEY, "bypass"),
         }
-        level = logging.ERROR if response.status_code >= 500 else logging.INFO
-        log.log(level, "request", extra={"fields": fields})
+        log_request(fields)
         return response

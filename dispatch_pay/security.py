@@ -85,11 +85,19 @@ def register_security(app: Flask) -> None:
         return response
 
     app.add_template_filter(http_url, "http_url")
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind N reverse proxies, trust the last N X-Forwarded-* hops; never more, or
+    clients could spoof their address.
+
+    They give the client address (rate limits, logs), the scheme (Secure cookies, HSTS)
+    and the host. This must wrap every other middleware, the public page cache
+    included: the cache keys pages on the origin they were built from, so it has to see
+    the same (forwarded) origin as the views do.
+    """
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
-        # Behind N reverse proxies, trust the last N X-Forwarded-* hops for the client
-        # address (rate limits, logs), the scheme (Secure cookies, HSTS, external URLs)
-        # and the host; never more, or clients could spoof their address.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )

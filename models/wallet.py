@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -15,26 +16,78 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, one_of, utcnow
 
-# Ledger entry kinds. Credits are positive, debits negative.
-ENTRY_TOPUP = "topup"  # + a succeeded PaymentIntent
-ENTRY_PURCHASE = "purchase"  # - an article bought
-ENTRY_REFUND = "refund"  # + a purchase refunded to the wallet
-ENTRY_TOPUP_REFUNDED = "topup_refunded"  # - card refund of a top-up (Stripe charge.refunded)
-ENTRY_DISPUTE = "dispute"  # - a lost dispute of a top-up
-ENTRY_ADJUSTMENT = "adjustment"  # +/- an operator's correction
-ENTRY_KINDS = (
-    ENTRY_TOPUP,
-    ENTRY_PURCHASE,
-    ENTRY_REFUND,
-    ENTRY_TOPUP_REFUNDED,
-    ENTRY_DISPUTE,
-    ENTRY_ADJUSTMENT,
-)
+if TYPE_CHECKING:
+    from models.catalog import Article
 
+
+class EntryKind(StrEnum):
+    """Ledger entry kinds. Credits are positive, debits negative."""
+
+    TOPUP = "topup"  # + a succeeded PaymentIntent
+    PURCHASE = "purchase"  # - an article bought
+    REFUND = "refund"  # + a purchase refunded to the wallet
+    TOPUP_REFUNDED = "topup_refunded"  # - card refund of a top-up (Stripe charge.refunded)
+    DISPUTE = "dispute"  # - a lost dispute of a top-up
+    ADJUSTMENT = "adjustment"  # +/- an operator's correction
+
+
+class PurchaseStatus(StrEnum):
+    ACTIVE = "active"
+    REFUNDED = "refunded"
+
+
+class RefundedBy(StrEnum):
+    READER = "reader"
+    PUBLISHER = "publisher"
+
+
+class TopUpStatus(StrEnum):
+    """A PaymentIntent's status as Stripe names it, plus our own `failed`."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @classmethod
+    def of(cls, value: str) -> TopUpStatus | None:
+        """The status Stripe reported, if it is one we know (a new one is not stored)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen to this top-up's payment."""
+        return self in (TopUpStatus.SUCCEEDED, TopUpStatus.FAILED, TopUpStatus.CANCELED)
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class DisputeOutcome(StrEnum):
+    WON = "won"
+    LOST = "lost"
+
+
+# The names the code has always used for the kinds and statuses.
+ENTRY_TOPUP = EntryKind.TOPUP
+ENTRY_PURCHASE = EntryKind.PURCHASE
+ENTRY_REFUND = EntryKind.REFUND
+ENTRY_TOPUP_REFUNDED = EntryKind.TOPUP_REFUNDED
+ENTRY_DISPUTE = EntryKind.DISPUTE
+ENTRY_ADJUSTMENT = EntryKind.ADJUSTMENT
 WALLET_ACTIVE = "active"
 WALLET_FROZEN = "frozen"
 
@@ -68,10 +121,7 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("kind", "reference"),
-        CheckConstraint(
-            "kind IN ('topup', 'purchase', 'refund', 'topup_refunded', 'dispute', 'adjustment')",
-            name="kind_known",
-        ),
+        one_of("kind", EntryKind, name="kind_known"),
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         Index("ix_ledger_entries_wallet_id_id", "wallet_id", "id"),
     )
@@ -90,14 +140,15 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-PURCHASE_ACTIVE = "active"
-PURCHASE_REFUNDED = "refunded"
+PURCHASE_ACTIVE = PurchaseStatus.ACTIVE
+PURCHASE_REFUNDED = PurchaseStatus.REFUNDED
 
 
 class Purchase(Base):
     __tablename__ = "purchases"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'refunded')", name="status_known"),
+        one_of("status", PurchaseStatus, name="status_known"),
+        one_of("refunded_by", RefundedBy, name="refunded_by_known"),
         CheckConstraint("amount > 0", name="amount_positive"),
         # At most one active purchase of an article per reader.
         Index(
@@ -123,24 +174,18 @@ class Purchase(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     refunded_at: Mapped[datetime | None] = mapped_column(default=None)
     refunded_by: Mapped[str | None] = mapped_column(String(16), default=None)
-
-
-TOPUP_STATUSES = (
-    "requires_payment_method",
-    "requires_confirmation",
-    "requires_action",
-    "processing",
-    "succeeded",
-    "failed",
-    "canceled",
-)
+    # Read-only: a purchase's article, for listings that load it with the purchases.
+    article: Mapped[Article] = relationship(viewonly=True)
 
 
 class TopUp(Base):
     """A Stripe PaymentIntent that fills a wallet."""
 
     __tablename__ = "topups"
-    __table_args__ = (UniqueConstraint("user_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        one_of("status", TopUpStatus, name="status_known"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
@@ -151,7 +196,7 @@ class TopUp(Base):
     reference: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(32), default="requires_payment_method")
+    status: Mapped[str] = mapped_column(String(32), default=TopUpStatus.REQUIRES_PAYMENT_METHOD)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
     client_secret: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -168,10 +213,15 @@ class TopUp(Base):
     failure_code: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(default=None)
+    buy_article: Mapped[Article | None] = relationship(viewonly=True)
 
 
 class Dispute(Base):
     __tablename__ = "disputes"
+    __table_args__ = (
+        one_of("status", DisputeStatus, name="status_known"),
+        one_of("outcome", DisputeOutcome, name="outcome_known"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -179,8 +229,8 @@ class Dispute(Base):
     payment_intent_id: Mapped[str] = mapped_column(String(255))
     charge_id: Mapped[str | None] = mapped_column(String(255), default=None)
     amount: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32), default="open")
-    outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # won / lost
+    status: Mapped[str] = mapped_column(String(32), default=DisputeStatus.OPEN)
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 

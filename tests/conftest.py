@@ -75,7 +75,6 @@ def test_config(url: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "TESTING": True,
         "DATABASE_URL": url,
-        "DATABASE_CONFIGURE": False,
         "SECRET_KEY": "test-secret-key-not-for-production",
         "PASSWORD_HASH_METHOD": FAST_HASH,
         "SERVER_NAME": "dispatch.test",
@@ -114,7 +113,9 @@ def backend(
 @pytest.fixture(scope="session")
 def app(backend: tuple[str, Engine]) -> Flask:
     _kind, engine = backend
-    app = create_app(test_config(str(engine.url.render_as_string(hide_password=False))))
+    app = create_app(
+        test_config(str(engine.url.render_as_string(hide_password=False))), configure_database=False
+    )
     app.test_client_class = IsolatedClient
     return app
 
@@ -175,7 +176,8 @@ def stripe_app(backend: tuple[str, Engine], localstripe: LocalStripe) -> Flask:
             STRIPE_PUBLISHABLE_KEY="pk_test_dispatch",
             STRIPE_API_BASE=localstripe.base,
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        )
+        ),
+        configure_database=False,
     )
     app.test_client_class = IsolatedClient
     return app

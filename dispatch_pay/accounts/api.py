@@ -5,16 +5,18 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from dispatch_pay.accounts import services
+from dispatch_pay.accounts.auth import api_blueprint, require_user
 from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import (
     CredentialsSchema,
+    MeSchema,
     SignupResponseSchema,
     TokenCreatedSchema,
+    TokenListSchema,
     TokenRequestSchema,
+    TokenRevokedSchema,
 )
-from dispatch_pay.api.auth import api_blueprint, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.api.responses import MeSchema, TokenListSchema, TokenRevokedSchema
 from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import ROW_ID, load_json
 

@@ -63,3 +63,21 @@ class TokenSchema(Schema):
 class TokenCreatedSchema(Schema):
     token = fields.String()
     token_info = fields.Nested(TokenSchema, data_key="token_details")
+
+
+# Response bodies of the accounts API (`required=True` on an output field documents
+# that the key is always present; marshmallow ignores it on dump).
+class UserSchema(ReaderSchema):
+    role = fields.String(required=True, metadata={"enum": ["reader", "publisher"]})
+
+
+class MeSchema(Schema):
+    user = fields.Nested(UserSchema, required=True)
+
+
+class TokenListSchema(Schema):
+    tokens = fields.List(fields.Nested(TokenSchema), required=True)
+
+
+class TokenRevokedSchema(Schema):
+    token_details = fields.Nested(TokenSchema, required=True)

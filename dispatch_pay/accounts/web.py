@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from marshmallow import ValidationError
@@ -13,30 +11,16 @@ from dispatch_pay.accounts import services
 from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import CredentialsSchema, LoginSchema
 from dispatch_pay.errors import DomainError
+from dispatch_pay.inputs import form_errors
+from dispatch_pay.urls import local_path
 
 bp = Blueprint("accounts", __name__)
-
-
-def safe_next(target: str | None) -> str:
-    """Only a path on this site; anything else (other hosts, schemes, //x) goes home."""
-    fallback = url_for("catalog.front_page")
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return fallback
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return fallback
-    return target
-
-
-def _form_errors(exc: ValidationError) -> dict[str, list[str]]:
-    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return {k: v if isinstance(v, list) else [str(v)] for k, v in messages.items()}
 
 
 @bp.route("/signup", methods=["GET", "POST"])
 @signup_limit
 def signup() -> Response | str | tuple[str, int]:
-    next_url = safe_next(request.values.get("next"))
+    next_url = local_path(request.values.get("next"))
     if request.method == "GET":
         return render_template("signup.html", next_url=next_url, errors={}, email="")
     try:
@@ -48,7 +32,7 @@ def signup() -> Response | str | tuple[str, int]:
         return render_template(
             "signup.html",
             next_url=next_url,
-            errors=_form_errors(exc),
+            errors=form_errors(exc),
             email=request.form.get("email", ""),
         ), 422
     except DomainError as exc:
@@ -67,7 +51,7 @@ def signup() -> Response | str | tuple[str, int]:
 @login_limit
 @login_email_limit
 def login() -> Response | str | tuple[str, int]:
-    next_url = safe_next(request.values.get("next"))
+    next_url = local_path(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next_url=next_url, error=None, email="")
     email = request.form.get("email", "")

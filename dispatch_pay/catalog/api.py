@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify
 
-from dispatch_pay.api.auth import api_blueprint, api_user, require_user
+from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.api.responses import LibrarySchema, PaymentRequiredSchema
 from dispatch_pay.catalog import gifts, private_feed, services
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.public_cache import mark_public
@@ -15,13 +14,16 @@ from dispatch_pay.catalog.schemas import (
     FullArticleSchema,
     GiftEnvelopeSchema,
     GiftListSchema,
+    LibrarySchema,
     LockedArticleSchema,
     OfferSchema,
     PageQuerySchema,
+    PaymentRequiredSchema,
     PrivateFeedSchema,
 )
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
+from dispatch_pay.urls import absolute_url
 
 bp = api_blueprint("catalog_api", __name__)
 # Built once (their construction does not depend on the request); dumping is thread-safe.
@@ -86,9 +88,7 @@ def get_article(slug: str) -> Response:
             "offer": OFFER.dump(
                 {
                     "price": {"amount": article.price_amount, "currency": article.price_currency},
-                    "purchase_url": url_for(
-                        "wallet_api.purchase_article", slug=article.slug, _external=True
-                    ),
+                    "purchase_url": absolute_url("wallet_api.purchase_article", slug=article.slug),
                 }
             ),
             "article": LOCKED.dump(article),
@@ -142,7 +142,7 @@ def revoke_gift(gift_id: int) -> Response:
 
 
 def _feed_url(secret: str) -> str:
-    return url_for("catalog.private_feed_xml", secret=secret, _external=True)
+    return absolute_url("catalog.private_feed_xml", secret=secret)
 
 
 @bp.get("/me/feed")

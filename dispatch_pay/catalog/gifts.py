@@ -22,6 +22,7 @@ from dispatch_pay.catalog.capability_urls import (
 )
 from dispatch_pay.catalog.gate import Access, GiftPass, is_entitled, read_access
 from dispatch_pay.errors import DomainError, not_found
+from dispatch_pay.urls import absolute_url
 from models import (
     DEFAULT_GIFT_READS,
     Article,
@@ -43,6 +44,10 @@ class GiftView:
     slug: str
     token: str
     reads_left: int
+
+    @property
+    def url(self) -> str:
+        return absolute_url("catalog.gift_page", token=self.token)
 
 
 def reads_per_link(article: Article) -> int:

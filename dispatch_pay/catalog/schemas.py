@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.money import MoneySchema
+from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.schemas import (
     ReportSchema,
     VerificationSummarySchema,
@@ -38,7 +39,7 @@ class TeaserSchema(Schema):
         return {"amount": article.price_amount, "currency": article.price_currency}
 
     def get_url(self, article: Article) -> str:
-        return url_for("catalog.article_page", slug=article.slug, _external=True)
+        return absolute_url("catalog.article_page", slug=article.slug)
 
     def get_verification(self, article: Article) -> dict[str, Any]:
         revision = article.live_revision
@@ -127,7 +128,7 @@ class GiftSchema(Schema):
         return str(view.slug)
 
     def get_url(self, view: Any) -> str:
-        return url_for("catalog.gift_page", token=view.token, _external=True)
+        return str(view.url)
 
 
 class GiftEnvelopeSchema(Schema):
@@ -140,3 +141,14 @@ class GiftListSchema(Schema):
 
 class PrivateFeedSchema(Schema):
     url = fields.String(metadata={"format": "uri"})
+
+
+class LibrarySchema(Schema):
+    articles = fields.List(fields.Nested(LibraryItemSchema), required=True)
+
+
+class PaymentRequiredSchema(ErrorSchema):
+    """402 for an article the reader does not own: an offer, and the teaser only."""
+
+    offer = fields.Nested(OfferSchema, required=True)
+    article = fields.Nested(LockedArticleSchema, required=True)

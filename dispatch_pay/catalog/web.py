@@ -24,12 +24,13 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from dispatch_pay.catalog import gifts, private_feed, services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
+from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import load_query
-from dispatch_pay.wallet.services import paywall_offer
+from dispatch_pay.urls import absolute_url
 from models import Article, User
 
 bp = Blueprint("catalog", __name__)
@@ -193,8 +194,8 @@ def private_feed_xml(secret: str) -> Response:
     body = render_template(
         "private_feed.xml",
         items=items,
-        home=url_for("catalog.library_page", _external=True),
-        self_url=url_for("catalog.private_feed_xml", secret=secret, _external=True),
+        home=absolute_url("catalog.library_page"),
+        self_url=absolute_url("catalog.private_feed_xml", secret=secret),
     )
     response = Response(body, mimetype="application/rss+xml")
     # The reader's own text: no shared cache may keep it; their reader app revalidates.
@@ -232,9 +233,7 @@ def library_page() -> str:
             {"article": TEASER.dump(i.article), "acquired_at": i.acquired_at, "source": i.source}
             for i in items
         ],
-        feed_url=url_for(
-            "catalog.private_feed_xml", secret=private_feed.feed_secret(reader), _external=True
-        ),
+        feed_url=absolute_url("catalog.private_feed_xml", secret=private_feed.feed_secret(reader)),
     )
 
 
@@ -265,8 +264,8 @@ def feed() -> Response:
             )
             for a in articles
         ],
-        home=url_for("catalog.front_page", _external=True),
-        self_url=request.url,
+        home=absolute_url("catalog.front_page"),
+        self_url=absolute_url("catalog.feed"),
     )
     return Response(body, mimetype="application/rss+xml")
 
@@ -278,12 +277,11 @@ def sitemap() -> Response:
     body = render_template(
         "sitemap.xml",
         pages=[
-            url_for("catalog.front_page", _external=True),
-            url_for("catalog.verification_page", _external=True),
+            absolute_url("catalog.front_page"),
+            absolute_url("catalog.verification_page"),
         ],
         articles=[
-            (url_for("catalog.article_page", slug=a.slug, _external=True), a.updated_at)
-            for a in articles
+            (absolute_url("catalog.article_page", slug=a.slug), a.updated_at) for a in articles
         ],
     )
     return Response(body, mimetype="application/xml")

@@ -19,7 +19,6 @@ from dispatch_pay.money import CURRENCIES, format_money
 from dispatch_pay.payments.gateway import (
     Fee,
     PaymentGateway,
-    PaymentProviderUnavailable,
     PaymentRequestRejected,
 )
 from models import TopUp, db, utcnow
@@ -67,15 +66,6 @@ def record_fee(topup_id: int, fee: Fee) -> bool:
     return False
 
 
-def record_fee_for_intent(payment_intent_id: str, fee: Fee | None) -> bool:
-    if fee is None:
-        return False
-    topup_id = db.session.scalar(
-        select(TopUp.id).where(TopUp.payment_intent_id == payment_intent_id)
-    )
-    return topup_id is not None and record_fee(topup_id, fee)
-
-
 def topups_without_fee(since_days: int, limit: int = FEE_BATCH) -> list[tuple[int, str]]:
     """(top-up id, PaymentIntent id) of recent credited top-ups whose fee is unknown."""
     since = utcnow() - timedelta(days=since_days)
@@ -93,26 +83,16 @@ def topups_without_fee(since_days: int, limit: int = FEE_BATCH) -> list[tuple[in
     return [(int(topup_id), str(pi_id)) for topup_id, pi_id in rows]
 
 
-def fill_fees(gateway_: PaymentGateway, since_days: int, limit: int = FEE_BATCH) -> list[str]:
-    """Ask the gateway for the fees still unknown; one line per fee recorded.
+def ask_fee(gateway_: PaymentGateway, topup_id: int, pi_id: str) -> Fee | None:
+    """Stripe's fee for one top-up; None when Stripe has none yet or refused the lookup
+    (asked again next run). Call it with no transaction open; PaymentProviderUnavailable
+    propagates so that the batch stops."""
+    try:
+        return gateway_.charge_fee(pi_id)
+    except PaymentRequestRejected as exc:
+        log.info("no fee for top-up %s (%s): Stripe refused the lookup: %s", topup_id, pi_id, exc)
+        return None
 
-    A top-up Stripe does not know (or has no settled charge for yet) is skipped and
-    asked again next run; if Stripe is unavailable the batch stops there.
-    """
-    report: list[str] = []
-    pending = topups_without_fee(since_days, limit)
-    db.session.commit()  # no transaction stays open while Stripe is called
-    for topup_id, pi_id in pending:
-        try:
-            fee = gateway_.charge_fee(pi_id)
-        except PaymentRequestRejected as exc:
-            log.info("no fee for %s: Stripe refused the lookup: %s", pi_id, exc)
-            continue
-        except PaymentProviderUnavailable as exc:
-            log.warning("fees: Stripe unavailable, %s left unknown: %s", pi_id, exc)
-            report.append("fees: Stripe unavailable; unknown fees are asked again next run")
-            break
-        if fee is not None and record_fee(topup_id, fee):
-            report.append(f"fee of top-up {topup_id}: {format_money(fee.amount, fee.currency)}")
-        db.session.commit()
-    return report
+
+def fee_line(topup_id: int, fee: Fee) -> str:
+    return f"fee of top-up {topup_id}: {format_money(fee.amount, fee.currency)}"

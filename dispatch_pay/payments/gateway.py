@@ -1,9 +1,17 @@
-"""The payment gateway interface. Only stripe_gateway.py talks to Stripe."""
+"""The payment gateway port: what the app asks of Stripe, and the typed values it gets.
+
+Only stripe_gateway.py talks to Stripe; tests plug in their own implementation through
+`create_app(payment_gateway=...)`. `current_gateway` is the one accessor.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from flask import current_app
+
+from dispatch_pay.errors import DomainError
 
 
 class PaymentProviderUnavailable(Exception):
@@ -59,72 +67,49 @@ class Intent:
     livemode: bool = False
     # Only when Stripe sent latest_charge and its balance_transaction expanded.
     fee: Fee | None = None
+    # Stripe's code for why the last payment attempt failed (last_payment_error.code).
+    failure_code: str | None = None
 
 
-def _minor_units(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
+@dataclass(frozen=True)
+class Charge:
+    """The parts of a Charge that refunds, disputes and fees rely on."""
+
+    id: str | None
+    payment_intent_id: str | None
+    amount: int = 0
+    amount_refunded: int = 0
+    currency: str = ""
+    paid: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Only when Stripe sent the balance transaction expanded.
+    fee: Fee | None = None
 
 
-def _currency(value: Any) -> str | None:
-    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
-        return value.lower()
-    return None
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    amount: int
+    won: bool
+    charge: Charge
 
 
-def fee_from_charge(charge: Any) -> Fee | None:
-    """The fee in a Charge whose `balance_transaction` is expanded; None when it is an id,
-    null (not settled yet) or not shaped as Stripe documents it."""
-    if not isinstance(charge, dict):
-        return None
-    txn = charge.get("balance_transaction")
-    if not isinstance(txn, dict):
-        return None
-    amount, currency = _minor_units(txn.get("fee")), _currency(txn.get("currency"))
-    if amount is None or currency is None:
-        return None
-    details: list[FeeDetail] = []
-    for item in txn.get("fee_details") or []:
-        if not isinstance(item, dict):
-            continue
-        part, part_currency = _minor_units(item.get("amount")), _currency(item.get("currency"))
-        if part is None or part_currency is None:
-            continue
-        description = item.get("description")
-        details.append(
-            FeeDetail(
-                type=str(item.get("type") or "")[:50],
-                amount=part,
-                currency=part_currency,
-                description=str(description)[:200] if description else None,
-            )
-        )
-    txn_id = txn.get("id")
-    return Fee(
-        amount=amount,
-        currency=currency,
-        balance_transaction_id=str(txn_id)[:255] if txn_id else None,
-        details=tuple(details),
-    )
+# What a verified event is about, as the Stripe implementation reads it.
+EventSubject = Intent | Charge | Dispute
 
 
-def intent_from_payload(data: dict[str, Any]) -> Intent:
-    """Build an Intent from a PaymentIntent as Stripe serialises it (API or event)."""
-    charge = data.get("latest_charge")
-    charge_id = charge.get("id") if isinstance(charge, dict) else charge
-    return Intent(
-        id=str(data["id"]),
-        status=str(data.get("status") or ""),
-        amount=int(data.get("amount") or 0),
-        currency=str(data.get("currency") or "").lower(),
-        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
-        client_secret=data.get("client_secret"),
-        charge_id=charge_id,
-        created=data.get("created"),
-        livemode=bool(data.get("livemode", False)),
-        fee=fee_from_charge(charge),
-    )
+@dataclass(frozen=True)
+class Event:
+    """A verified Stripe event: its envelope, and its object as Stripe sent it."""
+
+    id: str
+    type: str
+    livemode: bool
+    payload: dict[str, Any]
+
+
+class InvalidSignature(Exception):
+    pass
 
 
 class PaymentGateway(Protocol):
@@ -149,3 +134,70 @@ class PaymentGateway(Protocol):
     def publishable_key(self) -> str | None: ...
 
     def js_url(self) -> str: ...
+
+
+class WebhookEvents(Protocol):
+    """Stripe's side of a webhook: the signature check and reading an event's object.
+
+    Separate from PaymentGateway because it needs only the webhook secret: events are
+    verified (and refunds and disputes applied) even where no API key is configured.
+    """
+
+    def configured(self) -> bool:
+        """Whether a webhook secret is set (else the endpoint answers 503)."""
+        ...
+
+    def event(self, payload: dict[str, Any]) -> Event:
+        """The envelope of an event that is already trusted (verified, or a replay)."""
+        ...
+
+    def verify(self, payload: bytes, header: str | None) -> Event:
+        """The event if `Stripe-Signature` is valid and fresh; else InvalidSignature."""
+        ...
+
+    def subject(self, event: Event) -> EventSubject | None:
+        """The event's object as a typed value; None for a type we do not handle.
+        Raises ValueError (or TypeError, KeyError) for an object we cannot read."""
+        ...
+
+
+GATEWAY_KEY = "payment_gateway"
+WEBHOOKS_KEY = "stripe_webhooks"
+
+
+def current_gateway() -> PaymentGateway | None:
+    """The gateway this app was built with (create_app); None when Stripe is not configured."""
+    found: PaymentGateway | None = current_app.extensions.get(GATEWAY_KEY)
+    return found
+
+
+def require_gateway() -> PaymentGateway:
+    """The configured gateway, or the contract's 503 when buying is disabled."""
+    found = current_gateway()
+    if found is None:
+        raise DomainError(
+            "payments_disabled",
+            "Buying is not available: Stripe is not configured on this server.",
+            status=503,
+        )
+    return found
+
+
+def card_payments_enabled() -> bool:
+    """Top-ups need both Stripe keys: the secret one here, the publishable one for Stripe.js."""
+    found = current_gateway()
+    return found is not None and bool(found.publishable_key())
+
+
+def webhook_events() -> WebhookEvents:
+    """The webhook verifier this app was built with (see `configured`)."""
+    found: WebhookEvents = current_app.extensions[WEBHOOKS_KEY]
+    return found
+
+
+def provider_unavailable() -> DomainError:
+    return DomainError(
+        "payment_provider_unavailable",
+        "The payment provider is unavailable; nothing was charged. Try again shortly.",
+        status=503,
+    )

@@ -1,9 +1,10 @@
-"""Wallet top-ups through Stripe, and the one function that credits a succeeded payment.
+"""Wallet top-ups through Stripe: the top-up records, and which PaymentIntents are ours.
 
-A top-up request runs in two transactions around the Stripe call: the top-up row (with
-its Idempotency-Key) is committed first, so that a payment Stripe took is always
-traceable to it, whoever reports it first: the synchronous confirmation, the webhook or
-`reconcile`. `credit_intent` is idempotent through the ledger's unique (kind, reference).
+Nothing here commits and nothing here touches a wallet: the boundary (the top-up
+request, the webhook, `reconcile`) commits, and `wallet.crediting` credits what
+`our_intent` recognises. A top-up request is two transactions around the Stripe call
+(see `wallet/api.py`): the top-up row (with its Idempotency-Key) is committed first, so
+that a payment Stripe took is always traceable to it, whoever reports it first.
 """
 
 from __future__ import annotations
@@ -11,26 +12,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from dispatch_pay.catalog.gate import Access, read_access
-from dispatch_pay.errors import DomainError, invalid_fields
-from dispatch_pay.money import CURRENCIES, format_money
+from dispatch_pay.errors import DomainError
+from dispatch_pay.inputs import MAX_ROW_ID
+from dispatch_pay.money import CURRENCIES
 from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import (
     CardDeclined,
     Intent,
-    PaymentGateway,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
+    provider_unavailable,
+    require_gateway,
 )
-from dispatch_pay.wallet.ledger import locked_wallet, post_entry
-from dispatch_pay.wallet.services import TOPUP_MAXIMUM, purchase_article, topup_minimum
-from models import ENTRY_TOPUP, Article, TopUp, User, db, utcnow
+from dispatch_pay.payments.limits import validate_topup_amount
+from models import Article, TopUp, TopUpStatus, User, db
 
 log = logging.getLogger(__name__)
 
@@ -41,50 +41,6 @@ META_TOPUP = "dispatch_topup"
 META_REF = "dispatch_ref"
 REFERENCE_LENGTH = 32  # secrets.token_hex(16)
 PURPOSE_TOPUP = "wallet_topup"
-MAX_ROW_ID = 2**31 - 1  # integer primary keys are 32-bit on PostgreSQL
-
-
-def gateway() -> PaymentGateway:
-    found: PaymentGateway | None = current_app.extensions.get("payment_gateway")
-    if found is None:
-        raise DomainError(
-            "payments_disabled",
-            "Buying is not available: Stripe is not configured on this server.",
-            status=503,
-        )
-    return found
-
-
-def provider_unavailable() -> DomainError:
-    return DomainError(
-        "payment_provider_unavailable",
-        "The payment provider is unavailable; nothing was charged. Try again shortly.",
-        status=503,
-    )
-
-
-def _validate_amount(amount: int, currency: str) -> None:
-    minimum = topup_minimum(currency)
-    if amount < minimum or amount > TOPUP_MAXIMUM:
-        raise invalid_fields(
-            {
-                "amount": [
-                    f"A top-up is between {format_money(minimum, currency)} and "
-                    f"{format_money(TOPUP_MAXIMUM, currency)}."
-                ]
-            }
-        )
-
-
-def _article_to_buy(slug: str | None, currency: str) -> Article | None:
-    if slug is None:
-        return None
-    article = db.session.scalar(select(Article).where(Article.slug == slug))
-    if article is None or read_access(None, article) is Access.HIDDEN:
-        raise invalid_fields({"buy": ["No such published article."]})
-    if article.price_currency != currency:
-        raise invalid_fields({"buy": [f"This article is priced in {article.price_currency}."]})
-    return article
 
 
 def _fingerprint(amount: int, currency: str, payment_method: str | None, buy: str | None) -> str:
@@ -97,14 +53,16 @@ def prepare_topup(
     amount: int,
     currency: str,
     payment_method: str | None,
-    buy: str | None,
+    buy: Article | None,
     idempotency_key: str | None,
 ) -> tuple[TopUp, bool]:
-    """Validate and record the top-up; (top-up, True) when Stripe must still be asked."""
-    gateway()  # 503 before anything is recorded when Stripe is not configured
-    _validate_amount(amount, currency)
-    article = _article_to_buy(buy, currency)
-    fingerprint = _fingerprint(amount, currency, payment_method, buy)
+    """Validate and record the top-up; (top-up, True) when Stripe must still be asked.
+
+    `buy` is the article to buy once the money is in, already checked by the caller.
+    """
+    require_gateway()  # 503 before anything is recorded when Stripe is not configured
+    validate_topup_amount(amount, currency)
+    fingerprint = _fingerprint(amount, currency, payment_method, buy.slug if buy else None)
     if idempotency_key is not None:
         existing = _topup_for_key(user.id, idempotency_key)
         if existing is not None:
@@ -113,10 +71,10 @@ def prepare_topup(
         user_id=user.id,
         amount=amount,
         currency=currency,
-        status="requires_payment_method",
+        status=TopUpStatus.REQUIRES_PAYMENT_METHOD,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
-        buy_article_id=article.id if article else None,
+        buy_article_id=buy.id if buy else None,
         reference=secrets.token_hex(REFERENCE_LENGTH // 2),
     )
     try:
@@ -152,7 +110,7 @@ def _replay(existing: TopUp, fingerprint: str) -> tuple[TopUp, bool]:
                 "A top-up with this Idempotency-Key is still being processed.",
                 status=409,
             )
-    if existing.status == "failed":
+    if existing.status == TopUpStatus.FAILED:
         raise _replayed_failure(existing)
     return existing, False
 
@@ -166,81 +124,102 @@ def _replayed_failure(topup: TopUp) -> DomainError:
     return DomainError("card_declined", "Your card was declined.", status=402)
 
 
-def submit_topup(topup_id: int, payment_method: str | None) -> TopUp:
-    """Ask Stripe for the PaymentIntent and apply what it answered."""
-    return apply_intent(request_intent(topup_id, payment_method))
+@dataclass(frozen=True)
+class IntentRequest:
+    """What Stripe is asked for a top-up, read before the transaction ends."""
+
+    topup_id: int
+    amount: int
+    currency: str
+    metadata: dict[str, str]
+    payment_method: str | None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"dispatch-topup-{self.topup_id}"
 
 
-def request_intent(topup_id: int, payment_method: str | None) -> Intent:
-    """Create (and with a payment method, confirm) the top-up's PaymentIntent at Stripe.
+class TopUpFailure(Exception):
+    """Stripe refused or failed a top-up: recorded by `record_failure`, then raised."""
 
-    Failures are recorded on the top-up and raised as the contract's errors.
-    """
+    def __init__(
+        self, topup_id: int, code: str, payment_intent_id: str | None, error: DomainError
+    ) -> None:
+        super().__init__(error.message)
+        self.topup_id = topup_id
+        self.code = code
+        self.payment_intent_id = payment_intent_id
+        self.error = error
+
+
+def intent_request(topup_id: int, payment_method: str | None) -> IntentRequest:
+    """The PaymentIntent to create for a top-up, tagged with our metadata."""
     topup = db.session.get(TopUp, topup_id)
     assert topup is not None
-    user_id, buy_article_id = topup.user_id, topup.buy_article_id
-    metadata = {META_READER: str(user_id), META_PURPOSE: PURPOSE_TOPUP, META_TOPUP: str(topup.id)}
+    metadata = {
+        META_READER: str(topup.user_id),
+        META_PURPOSE: PURPOSE_TOPUP,
+        META_TOPUP: str(topup.id),
+    }
     if topup.reference:
         metadata[META_REF] = topup.reference
-    if buy_article_id is not None:
-        article = db.session.get(Article, buy_article_id)
+    if topup.buy_article_id is not None:
+        article = db.session.get(Article, topup.buy_article_id)
         if article is not None:
             metadata[META_ARTICLE] = article.slug
-    db.session.commit()  # no transaction stays open while Stripe is called
+    return IntentRequest(topup.id, topup.amount, topup.currency, metadata, payment_method)
+
+
+def create_intent(request: IntentRequest) -> Intent:
+    """Create (and with a payment method, confirm) the PaymentIntent at Stripe.
+
+    Call it with no transaction open. Failures come back as TopUpFailure.
+    """
     try:
-        intent = gateway().create_intent(
-            amount=topup.amount,
-            currency=topup.currency,
-            metadata=metadata,
-            payment_method=payment_method,
-            idempotency_key=f"dispatch-topup-{topup.id}",
+        return require_gateway().create_intent(
+            amount=request.amount,
+            currency=request.currency,
+            metadata=request.metadata,
+            payment_method=request.payment_method,
+            idempotency_key=request.idempotency_key,
         )
     except CardDeclined as exc:
-        _record_failure(topup.id, exc.code, exc.payment_intent_id)
-        raise DomainError("card_declined", exc.message, status=402) from exc
+        error = DomainError("card_declined", exc.message, status=402)
+        raise TopUpFailure(request.topup_id, exc.code, exc.payment_intent_id, error) from exc
     except PaymentRequestRejected as exc:
-        _record_failure(topup.id, "request_rejected", None)
-        raise DomainError(
+        error = DomainError(
             "payment_rejected", f"The payment provider refused the payment: {exc}", status=402
-        ) from exc
+        )
+        raise TopUpFailure(request.topup_id, "request_rejected", None, error) from exc
     except PaymentProviderUnavailable as exc:
-        log.warning("stripe unavailable for top-up %s: %s", topup.id, type(exc).__name__)
-        _record_failure(topup.id, "provider_unavailable", None)
-        raise provider_unavailable() from exc
-    return intent
+        log.warning("stripe unavailable for top-up %s: %s", request.topup_id, type(exc).__name__)
+        error = provider_unavailable()
+        raise TopUpFailure(request.topup_id, "provider_unavailable", None, error) from exc
 
 
-def _record_failure(topup_id: int, code: str, payment_intent_id: str | None) -> None:
-    topup = db.session.get(TopUp, topup_id)
+def record_failure(failure: TopUpFailure) -> None:
+    topup = db.session.get(TopUp, failure.topup_id)
     assert topup is not None
-    if topup.status != "succeeded":
-        topup.status = "failed"
-    topup.failure_code = code
-    if payment_intent_id and topup.payment_intent_id is None:
-        topup.payment_intent_id = payment_intent_id
-    db.session.commit()  # a decline is a fact worth keeping even though the request fails
-
-
-def apply_intent(intent: Intent) -> TopUp:
-    """Bring our top-up up to date with a PaymentIntent; credit it if it succeeded."""
-    user_id = _reader_id(intent)
-    assert user_id is not None
-    locked_wallet(user_id, intent.currency)
-    topup = _topup_for_intent(intent, user_id)
-    if topup.status != "succeeded":
-        topup.status = intent.status if intent.status else topup.status
-    topup.client_secret = intent.client_secret or topup.client_secret
-    topup.charge_id = intent.charge_id or topup.charge_id
+    if topup.status != TopUpStatus.SUCCEEDED:
+        topup.status = TopUpStatus.FAILED
+    topup.failure_code = failure.code
+    if failure.payment_intent_id and topup.payment_intent_id is None:
+        topup.payment_intent_id = failure.payment_intent_id
     db.session.flush()
-    if intent.fee is not None:  # Stripe sent it expanded: no request of its own
-        record_fee(topup.id, intent.fee)
-    if intent.status == "succeeded":
-        credit_intent(intent)
-    return topup
 
 
-def _reader_id(intent: Intent) -> int | None:
-    """The reader a PaymentIntent belongs to, if it is one of ours."""
+@dataclass(frozen=True)
+class OurIntent:
+    """A PaymentIntent recognised as one of our top-ups, its metadata checked once."""
+
+    intent: Intent
+    reader: User
+    topup_id: int | None  # the top-up row named in the metadata, if any
+    article_slug: str | None  # the article this top-up was made to buy, if any
+
+
+def our_intent(intent: Intent) -> OurIntent | None:
+    """The reader, top-up and article behind a PaymentIntent; None if it is not ours."""
     meta = intent.metadata
     if meta.get(META_PURPOSE) != PURPOSE_TOPUP or not _is_row_id(meta.get(META_READER, "")):
         return None
@@ -249,7 +228,11 @@ def _reader_id(intent: Intent) -> int | None:
     reader_id = int(meta[META_READER])
     if META_REF in meta and not _our_reference(meta[META_REF], reader_id):
         return None  # made by another deployment that shares the Stripe account
-    return reader_id
+    reader = db.session.get(User, reader_id)
+    if reader is None:
+        return None
+    topup_id = int(meta[META_TOPUP]) if _is_row_id(meta.get(META_TOPUP, "")) else None
+    return OurIntent(intent, reader, topup_id, meta.get(META_ARTICLE) or None)
 
 
 def _our_reference(reference: str, reader_id: int) -> bool:
@@ -272,28 +255,27 @@ def _is_row_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ROW_ID
 
 
-def is_ours(intent: Intent) -> bool:
-    user_id = _reader_id(intent)
-    return user_id is not None and db.session.get(User, user_id) is not None
-
-
-def _topup_for_intent(intent: Intent, user_id: int) -> TopUp:
+def topup_for_intent(ours: OurIntent) -> TopUp:
     """Our row for this PaymentIntent: by its id, else by the id in its metadata, else new.
 
-    Called with the reader's wallet locked, so two reporters never both create it.
+    The caller holds the reader's wallet lock, so two reporters never both create it.
     """
+    intent = ours.intent
     topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == intent.id))
-    if topup is None and _is_row_id(intent.metadata.get(META_TOPUP, "")):
-        candidate = db.session.get(TopUp, int(intent.metadata[META_TOPUP]))
+    if topup is None and ours.topup_id is not None:
+        candidate = db.session.get(TopUp, ours.topup_id)
         if (
             candidate is not None
-            and candidate.user_id == user_id
+            and candidate.user_id == ours.reader.id
             and candidate.payment_intent_id is None
         ):
             topup = candidate
     if topup is None:
         topup = TopUp(
-            user_id=user_id, amount=intent.amount, currency=intent.currency, status=intent.status
+            user_id=ours.reader.id,
+            amount=intent.amount,
+            currency=intent.currency,
+            status=TopUpStatus.of(intent.status) or TopUpStatus.PROCESSING,
         )
         db.session.add(topup)
     topup.payment_intent_id = intent.id
@@ -301,64 +283,34 @@ def _topup_for_intent(intent: Intent, user_id: int) -> TopUp:
     return topup
 
 
-def credit_intent(intent: Intent) -> bool:
-    """Credit a succeeded PaymentIntent of ours to its reader's wallet, exactly once.
-
-    Returns True only for the call that credited it.
-    """
-    if intent.status != "succeeded":
-        return False
-    user_id = _reader_id(intent)
-    if user_id is None or db.session.get(User, user_id) is None:
-        return False
-    wallet = locked_wallet(user_id, intent.currency)
-    topup = _topup_for_intent(intent, user_id)
-    topup.status = "succeeded"
+def update_topup(ours: OurIntent) -> TopUp:
+    """Bring our top-up row up to date with what Stripe says of its PaymentIntent."""
+    intent = ours.intent
+    topup = topup_for_intent(ours)
+    reported = TopUpStatus.of(intent.status)
+    if topup.status != TopUpStatus.SUCCEEDED and reported is not None:
+        topup.status = reported
+    topup.client_secret = intent.client_secret or topup.client_secret
     topup.charge_id = intent.charge_id or topup.charge_id
-    entry = post_entry(wallet, ENTRY_TOPUP, intent.amount, intent.id, payment_intent_id=intent.id)
-    if entry is None:
-        return False
-    topup.credited_at = utcnow()
-    topup.failure_code = None
-    if intent.fee is not None:
-        record_fee(topup.id, intent.fee)
-    _buy_on_credit(topup, intent)
     db.session.flush()
-    return True
+    if intent.fee is not None:  # Stripe sent it expanded: no request of its own
+        record_fee(topup.id, intent.fee)
+    return topup
 
 
-def _buy_on_credit(topup: TopUp, intent: Intent) -> None:
-    """Complete the purchase that this top-up was made for, if the money now covers it."""
-    article: Article | None = None
-    if topup.buy_article_id is not None:
-        article = db.session.get(Article, topup.buy_article_id)
-    elif intent.metadata.get(META_ARTICLE):
-        article = db.session.scalar(
-            select(Article).where(Article.slug == intent.metadata[META_ARTICLE])
-        )
-    user = db.session.get(User, topup.user_id)
-    if article is None or user is None:
-        return
-    try:
-        with db.session.begin_nested():
-            purchase_article(user, article)
-    except DomainError as exc:
-        log.info(
-            "top-up %s credited; purchase of %s not made: %s", topup.id, article.slug, exc.code
-        )
+def mark_failed(topup: TopUp, code: str | None) -> None:
+    """payment_intent.payment_failed: a top-up not credited yet is failed, with Stripe's code."""
+    if topup.status != TopUpStatus.SUCCEEDED:
+        topup.status = TopUpStatus.FAILED
+        topup.failure_code = str(code or "payment_failed")[:100]
+    db.session.flush()
 
 
-def reconcile(gateway_: PaymentGateway, lookback: timedelta = timedelta(days=3)) -> list[str]:
-    """Credit every recent succeeded PaymentIntent of ours that is not credited yet."""
-    since = int((utcnow() - lookback).timestamp())
-    report: list[str] = []
-    for intent in gateway_.recent_intents(since):
-        if not is_ours(intent):
-            continue
-        if intent.status == "succeeded" and credit_intent(intent):
-            report.append(
-                f"credited {intent.id}: {format_money(intent.amount, intent.currency)} "
-                f"to reader {intent.metadata[META_READER]}"
-            )
-        db.session.commit()
-    return report
+def find_topup(payment_intent_id: str | None, charge_id: str | None = None) -> TopUp | None:
+    """Our top-up behind a charge: by its PaymentIntent, else by the charge id."""
+    topup = None
+    if payment_intent_id:
+        topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == payment_intent_id))
+    if topup is None and charge_id:
+        topup = db.session.scalar(select(TopUp).where(TopUp.charge_id == charge_id))
+    return topup

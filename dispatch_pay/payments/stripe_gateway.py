@@ -1,4 +1,6 @@
-"""The Stripe implementation of PaymentGateway, and webhook signature checks.
+"""The Stripe implementation of the payments port: PaymentGateway and WebhookEvents.
+
+Stripe's payloads (PaymentIntents, charges, disputes) are read here and nowhere else.
 
 This is the only module that imports `stripe`.
 """
@@ -6,35 +8,152 @@ This is the only module that imports `stripe`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import stripe
 
+from dispatch_pay.config import STRIPE_NETWORK_RETRIES as NETWORK_RETRIES
+from dispatch_pay.config import STRIPE_TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from dispatch_pay.payments.gateway import (
     CardDeclined,
+    Charge,
+    Dispute,
+    Event,
+    EventSubject,
     Fee,
+    FeeDetail,
     Intent,
+    InvalidSignature,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
-    intent_from_payload,
 )
 
 # Pinned so that payload shapes cannot change under us (e.g. `latest_charge`,
 # `amount_refunded`); move it forward deliberately, with the tests.
 STRIPE_API_VERSION = "2026-10-28.endive"
-# The whole budget of one Stripe call, shared by its attempts (STRIPE_TIMEOUT_SECONDS):
-# a reader waits about this long, never more, before a hung Stripe becomes a 503.
-TIMEOUT_SECONDS = 10.0
-# Retries reuse the Idempotency-Key, so Stripe never charges twice for them.
-NETWORK_RETRIES = 1
 WEBHOOK_TOLERANCE_SECONDS = 300
 # Asked for on the calls we make anyway, so that Stripe's fee (the latest charge's
 # balance transaction) comes along without a request of its own where Stripe has it.
 FEE_EXPAND = ["latest_charge.balance_transaction"]
 
 
-class InvalidSignature(Exception):
-    pass
+def _minor_units(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _currency(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
+        return value.lower()
+    return None
+
+
+def fee_from_charge(charge: Any) -> Fee | None:
+    """The fee in a Charge whose `balance_transaction` is expanded; None when it is an id,
+    null (not settled yet) or not shaped as Stripe documents it."""
+    if not isinstance(charge, dict):
+        return None
+    txn = charge.get("balance_transaction")
+    if not isinstance(txn, dict):
+        return None
+    amount, currency = _minor_units(txn.get("fee")), _currency(txn.get("currency"))
+    if amount is None or currency is None:
+        return None
+    details: list[FeeDetail] = []
+    for item in txn.get("fee_details") or []:
+        if not isinstance(item, dict):
+            continue
+        part, part_currency = _minor_units(item.get("amount")), _currency(item.get("currency"))
+        if part is None or part_currency is None:
+            continue
+        description = item.get("description")
+        details.append(
+            FeeDetail(
+                type=str(item.get("type") or "")[:50],
+                amount=part,
+                currency=part_currency,
+                description=str(description)[:200] if description else None,
+            )
+        )
+    txn_id = txn.get("id")
+    return Fee(
+        amount=amount,
+        currency=currency,
+        balance_transaction_id=str(txn_id)[:255] if txn_id else None,
+        details=tuple(details),
+    )
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _id_of(value: Any) -> str | None:
+    """Stripe sends either an id or the expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id")) if value.get("id") else None
+    return str(value) if value else None
+
+
+def intent_from_payload(data: dict[str, Any]) -> Intent:
+    """Build an Intent from a PaymentIntent as Stripe serialises it (API or event)."""
+    charge = data.get("latest_charge")
+    charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    return Intent(
+        id=str(data["id"]),
+        status=str(data.get("status") or ""),
+        amount=int(data.get("amount") or 0),
+        currency=str(data.get("currency") or "").lower(),
+        metadata=_metadata(data.get("metadata")),
+        client_secret=data.get("client_secret"),
+        charge_id=charge_id,
+        created=data.get("created"),
+        livemode=bool(data.get("livemode", False)),
+        fee=fee_from_charge(charge),
+        failure_code=_failure_code(data.get("last_payment_error")),
+    )
+
+
+def _failure_code(error: Any) -> str | None:
+    if not isinstance(error, dict) or not error.get("code"):
+        return None
+    return str(error["code"])
+
+
+def charge_from_payload(data: dict[str, Any]) -> Charge:
+    return Charge(
+        id=_id_of(data.get("id")),
+        payment_intent_id=_id_of(data.get("payment_intent")),
+        amount=int(data.get("amount") or 0),
+        amount_refunded=int(data.get("amount_refunded") or 0),
+        currency=str(data.get("currency") or "").lower(),
+        paid=bool(data.get("paid")) or data.get("status") == "succeeded",
+        metadata=_metadata(data.get("metadata")),
+        fee=fee_from_charge(data),
+    )
+
+
+def dispute_from_payload(data: dict[str, Any]) -> Dispute:
+    """A dispute, with its charge (which Stripe sends as an id or an object)."""
+    charge = data.get("charge")
+    base: dict[str, Any] = dict(charge) if isinstance(charge, dict) else {"id": charge}
+    if data.get("payment_intent") and not base.get("payment_intent"):
+        base["payment_intent"] = data.get("payment_intent")
+    return Dispute(
+        id=str(data["id"]),
+        amount=int(data.get("amount") or 0),
+        won=data.get("status") in ("won", "warning_closed"),
+        charge=charge_from_payload(base),
+    )
+
+
+_SUBJECTS: dict[str, Callable[[dict[str, Any]], EventSubject]] = {
+    "payment_intent.": intent_from_payload,
+    "charge.dispute.": dispute_from_payload,
+    "charge.": charge_from_payload,
+}
 
 
 def build_client(
@@ -177,3 +296,34 @@ def verify_webhook(payload: bytes, header: str | None, secret: str) -> dict[str,
     if not isinstance(event, dict) or "id" not in event or "type" not in event:
         raise InvalidSignature("not a Stripe event")
     return event
+
+
+class StripeWebhooks:
+    """WebhookEvents for Stripe: signatures checked against the configured secret(s)."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret or ""
+
+    def configured(self) -> bool:
+        return bool(webhook_secrets(self._secret))
+
+    def verify(self, payload: bytes, header: str | None) -> Event:
+        return self.event(verify_webhook(payload, header, self._secret))
+
+    def event(self, event: dict[str, Any]) -> Event:
+        return Event(
+            id=str(event["id"]),
+            type=str(event["type"]),
+            livemode=bool(event.get("livemode", False)),
+            payload=event,
+        )
+
+    def subject(self, event: Event) -> EventSubject | None:
+        data = event.payload.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(obj, dict):
+            return None
+        for prefix, parse in _SUBJECTS.items():
+            if event.type.startswith(prefix):
+                return parse(obj)
+        return None

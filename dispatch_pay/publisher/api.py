@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from dispatch_pay.api.auth import api_blueprint, require_publisher
+from dispatch_pay.accounts.auth import api_blueprint, require_publisher
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.api.responses import (
-    AdminArticleListSchema,
-    PublishBlockedSchema,
-    RevisionListSchema,
-    StoredReportSchema,
-)
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.inputs import load_json, load_query
 from dispatch_pay.publisher import sales, services
 from dispatch_pay.publisher.schemas import (
     PATCHABLE_FIELDS,
+    AdminArticleListSchema,
     ArticleAdminSchema,
     ArticleCreateSchema,
     ArticlePatchSchema,
     PublicationSettingsSchema,
+    PublishBlockedSchema,
+    RevisionListSchema,
     SalesQuerySchema,
     SalesReportSchema,
+    StoredReportSchema,
 )
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report
 from dispatch_pay.verification.services import attach_report

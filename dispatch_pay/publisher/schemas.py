@@ -5,6 +5,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
+from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.catalog.schemas import TeaserSchema
 from dispatch_pay.inputs import not_blank
 from dispatch_pay.money import CURRENCIES, MAX_ARTICLE_PRICE, MajorUnits, MoneySchema, PriceSchema
@@ -14,7 +15,7 @@ from dispatch_pay.publisher.sales import (
     Period,
     default_period,
 )
-from dispatch_pay.verification.schemas import ReportSchema, full_report
+from dispatch_pay.verification.schemas import ClaimOutSchema, ReportSchema, full_report
 from dispatch_pay.verification.services import verification_state
 from models import Article
 
@@ -257,3 +258,21 @@ class PublicationSettingsSchema(Schema):
     gift_reads = fields.Integer(
         required=True, validate=validate.Range(min=0, max=MAX_GIFT_READS), strict=True
     )
+
+
+class AdminArticleListSchema(Schema):
+    articles = fields.List(fields.Nested(ArticleAdminSchema), required=True)
+
+
+class RevisionListSchema(Schema):
+    revisions = fields.List(fields.Nested(RevisionSchema), required=True)
+
+
+class StoredReportSchema(ReportSchema):
+    revision = fields.Integer(required=True, metadata={"description": "the revision checked"})
+
+
+class PublishBlockedSchema(ErrorSchema):
+    """409 from publish; `claims` lists the contradicted claims when that is the reason."""
+
+    claims = fields.List(fields.Nested(ClaimOutSchema))

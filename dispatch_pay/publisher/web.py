@@ -19,6 +19,7 @@ from dispatch_pay.catalog.markdown import normalise_text, render_markdown
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import login_manager
+from dispatch_pay.inputs import flat_messages, form_errors
 from dispatch_pay.money import CURRENCIES
 from dispatch_pay.publisher import sales, services
 from dispatch_pay.publisher.api import csv_response
@@ -63,16 +64,7 @@ def _form(schema: Schema, data: Any) -> tuple[dict[str, Any], dict[str, list[str
     try:
         return schema.load(data), {}
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        return {}, {str(k): _flat(v) for k, v in messages.items()}
-
-
-def _flat(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [f"{k}: {m}" for k, v in value.items() for m in _flat(v)]
-    if isinstance(value, list):
-        return [m for v in value for m in _flat(v)]
-    return [str(value)]
+        return {}, form_errors(exc)
 
 
 # --- the articles table -------------------------------------------------------------
@@ -234,7 +226,7 @@ def set_price(slug: str) -> Page:
     data, errors = _form(PriceFormSchema(), request.form.to_dict())
     if errors:
         if request.form.get("next") == "dashboard":
-            flash(f"Price of '{article.title}' not changed: " + " ".join(_flat(errors)))
+            flash(f"Price of '{article.title}' not changed: " + " ".join(flat_messages(errors)))
             return redirect(url_for(".dashboard"))
         return _article_page(article, status=422, price_errors=errors)
     if services.set_price(article, data["amount"], data["currency"], _me()):

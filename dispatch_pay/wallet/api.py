@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from dispatch_pay.api.auth import api_blueprint, require_user
+from dispatch_pay.accounts import spending_cap
+from dispatch_pay.accounts.auth import api_blueprint, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.api.responses import (
-    InsufficientFundsSchema,
-    PurchaseListSchema,
-    PurchaseResultSchema,
-    TopUpCreatedSchema,
-    TopUpStatusSchema,
-)
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
+from dispatch_pay.money import money
 from dispatch_pay.payments import services as payments
-from dispatch_pay.payments.gateway import PaymentProviderUnavailable, PaymentRequestRejected
-from dispatch_pay.wallet import ledger, spending_cap
+from dispatch_pay.payments.gateway import (
+    PaymentProviderUnavailable,
+    PaymentRequestRejected,
+    current_gateway,
+)
+from dispatch_pay.wallet import crediting, ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
+    InsufficientFundsSchema,
+    PurchaseListSchema,
+    PurchaseResultSchema,
+    TopUpCreatedSchema,
     TopUpRequestSchema,
+    TopUpStatusSchema,
     WalletQuerySchema,
     WalletSchema,
     WalletSettingsInputSchema,
     WalletSettingsSchema,
-    money,
     wallet_view,
 )
-from models import TopUp, db
+from models import TopUpStatus, db
 
 bp = api_blueprint("wallet_api", __name__)
 
@@ -66,13 +69,10 @@ def get_wallet() -> Response:
 )
 def purchase_article(slug: str) -> ResponseReturnValue:
     user = require_user()
-    if user.is_publisher:
-        raise DomainError("forbidden", "Publishers read everything already.", status=403)
     try:
         result = wallet_services.purchase_article(user, find_article(slug))
     except DomainError as exc:
-        no_stripe = current_app.extensions.get("payment_gateway") is None
-        if exc.code == "insufficient_funds" and no_stripe:
+        if exc.code == "insufficient_funds" and current_gateway() is None:
             # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,
             # Configuration): the 402 keeps its contract shape, but must not send the reader
             # to a top-up that can only answer 503.
@@ -148,11 +148,22 @@ def create_topup() -> ResponseReturnValue:
         amount=data["amount"],
         currency=data["currency"],
         payment_method=data["payment_method"],
-        buy=data["buy"],
+        buy=wallet_services.article_to_buy(data["buy"], data["currency"]),
         idempotency_key=_idempotency_key(),
     )
     if must_submit:
-        topup = payments.submit_topup(topup.id, data["payment_method"])
+        request_ = payments.intent_request(topup.id, data["payment_method"])
+        # Two transactions around the Stripe call: the top-up row is committed first, so
+        # that a payment Stripe takes is always traceable to it, and no lock is held
+        # while Stripe answers.
+        db.session.commit()
+        try:
+            intent = payments.create_intent(request_)
+        except payments.TopUpFailure as failure:
+            payments.record_failure(failure)
+            db.session.commit()  # a decline is a fact worth keeping though the request fails
+            raise failure.error from failure
+        topup = crediting.apply_intent(intent) or topup
     return jsonify(TopUpCreatedSchema().dump({"topup": topup})), 201
 
 
@@ -164,15 +175,20 @@ def create_topup() -> ResponseReturnValue:
 def get_topup(topup_id: str) -> Response:
     """A top-up by its PaymentIntent id (for pages that wait for 3-D Secure to finish)."""
     user = require_user()
-    topup = db.session.query(TopUp).filter_by(payment_intent_id=topup_id).one_or_none()
+    topup = payments.find_topup(topup_id)
     if topup is None or topup.user_id != user.id:
         raise DomainError("not_found", "No such top-up.", status=404)
-    if topup.status not in ("succeeded", "failed", "canceled"):
+    if not TopUpStatus(topup.status).settled:
+        gateway = current_gateway()
+        # The read above ends before Stripe is asked; what Stripe says is applied in a
+        # second transaction (the row is locked only then).
+        db.session.commit()
         try:
-            payments.apply_intent(payments.gateway().retrieve_intent(topup_id))
-        except (DomainError, PaymentProviderUnavailable, PaymentRequestRejected):
-            db.session.rollback()  # the stored state is still a valid answer
-            topup = db.session.query(TopUp).filter_by(payment_intent_id=topup_id).one()
+            intent = gateway.retrieve_intent(topup_id) if gateway else None
+        except (PaymentProviderUnavailable, PaymentRequestRejected):
+            intent = None  # the stored state is still a valid answer
+        if intent is not None:
+            topup = crediting.apply_intent(intent) or topup
     purchased = None
     if topup.buy_article_id is not None:
         purchased = wallet_services.active_purchase(user.id, topup.buy_article_id) is not None

@@ -15,10 +15,12 @@ from models import (
     PURCHASE_ACTIVE,
     PURCHASE_REFUNDED,
     Dispute,
+    DisputeStatus,
     Entitlement,
     LedgerEntry,
     Purchase,
     TopUp,
+    TopUpStatus,
     Wallet,
     db,
 )
@@ -76,7 +78,7 @@ def _open_disputes_counted() -> list[str]:
     counts = _pairs(
         db.session.execute(
             select(Dispute.wallet_id, func.count(Dispute.id))
-            .where(Dispute.status == "open")
+            .where(Dispute.status == DisputeStatus.OPEN)
             .group_by(Dispute.wallet_id)
         )
     )
@@ -146,12 +148,12 @@ def _topups_consistent() -> list[str]:
         topup = topups.get(pi_id)
         if topup is None:
             problems.append(f"top-up entry {pi_id}: no top-up record")
-        elif topup.amount != amount or topup.status != "succeeded":
+        elif topup.amount != amount or topup.status != TopUpStatus.SUCCEEDED:
             problems.append(
                 f"top-up {pi_id}: credited {amount}, record says {topup.amount} {topup.status}"
             )
     for pi_id, topup in topups.items():
-        if topup.status == "succeeded" and pi_id not in credited:
+        if topup.status == TopUpStatus.SUCCEEDED and pi_id not in credited:
             problems.append(f"top-up {pi_id}: succeeded but never credited")
     return problems
 

@@ -14,6 +14,8 @@ from models import (
     ENTRY_TOPUP,
     ENTRY_TOPUP_REFUNDED,
     Dispute,
+    DisputeOutcome,
+    DisputeStatus,
     LedgerEntry,
     TopUp,
     db,
@@ -85,7 +87,7 @@ def open_dispute(topup: TopUp, stripe_dispute_id: str, amount: int, charge_id: s
             payment_intent_id=topup.payment_intent_id,
             charge_id=charge_id,
             amount=amount,
-            status="open",
+            status=DisputeStatus.OPEN,
         )
     )
     wallet.open_disputes += 1
@@ -109,17 +111,17 @@ def close_dispute(
             payment_intent_id=topup.payment_intent_id,
             charge_id=charge_id,
             amount=amount,
-            status="closed",
+            status=DisputeStatus.CLOSED,
         )
         db.session.add(dispute)
-    elif dispute.status == "open":
+    elif dispute.status == DisputeStatus.OPEN:
         wallet.open_disputes -= 1
     elif dispute.outcome is not None:
         return "already_closed"
-    dispute.status = "closed"
-    dispute.outcome = "won" if won else "lost"
+    dispute.status = DisputeStatus.CLOSED
+    dispute.outcome = DisputeOutcome.WON if won else DisputeOutcome.LOST
     dispute.closed_at = utcnow()
     db.session.flush()
     if not won:
         _claw_back(topup, ENTRY_DISPUTE, dispute.amount, stripe_dispute_id)
-    return "won" if won else "lost"
+    return str(dispute.outcome)

@@ -34,10 +34,10 @@ def locked_wallet(user_id: int, currency: str) -> Wallet:
             wallet_id = db.session.scalar(
                 select(Wallet.id).where(Wallet.user_id == user_id, Wallet.currency == currency)
             )
-    return lock_wallet(wallet_id)
+    return _lock(wallet_id)
 
 
-def lock_wallet(wallet_id: int | None) -> Wallet:
+def _lock(wallet_id: int | None) -> Wallet:
     wallet = db.session.scalar(
         select(Wallet)
         .where(Wallet.id == wallet_id)

@@ -4,9 +4,10 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 
-from dispatch_pay.money import CURRENCIES, MajorUnits, MoneySchema
-from dispatch_pay.wallet.services import TOPUP_MAXIMUM
-from models import Article, LedgerEntry, Purchase, Wallet
+from dispatch_pay.api.openapi import ErrorSchema
+from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MajorUnits, MoneySchema, money
+from dispatch_pay.payments.limits import TOPUP_MAXIMUM
+from models import Article, LedgerEntry, Purchase, TopUp, Wallet
 
 
 class TopUpRequestSchema(Schema):
@@ -22,7 +23,7 @@ class TopUpRequestSchema(Schema):
         },
     )
     currency = fields.String(
-        load_default="usd",
+        load_default=DEFAULT_CURRENCY,
         validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
     )
     payment_method = fields.String(
@@ -42,13 +43,9 @@ class IdempotencyHeaderSchema(Schema):
 
 class WalletQuerySchema(Schema):
     currency = fields.String(
-        load_default="usd",
+        load_default=DEFAULT_CURRENCY,
         validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
     )
-
-
-def money(amount: int, currency: str) -> dict[str, Any]:
-    return {"amount": amount, "currency": currency}
 
 
 class EntryArticleSchema(Schema):
@@ -110,10 +107,8 @@ class PurchaseSchema(Schema):
     refunded_at = fields.DateTime(allow_none=True)
 
     def get_article(self, purchase: Purchase) -> str:
-        from models import Article, db
-
-        article = db.session.get(Article, purchase.article_id)
-        return article.slug if article else ""
+        # Loaded with the purchases (see purchases_of): a schema never queries.
+        return purchase.article.slug
 
     def get_price(self, purchase: Purchase) -> dict[str, Any]:
         return money(purchase.amount, purchase.currency)
@@ -126,16 +121,53 @@ class TopUpSchema(Schema):
     client_secret = fields.String(allow_none=True)
     buy = fields.Method("get_buy", metadata={"type": ["string", "null"]})
 
-    def get_amount(self, topup: Any) -> dict[str, Any]:
+    def get_amount(self, topup: TopUp) -> dict[str, Any]:
         return money(topup.amount, topup.currency)
 
-    def get_buy(self, topup: Any) -> str | None:
-        from models import Article, db
+    def get_buy(self, topup: TopUp) -> str | None:
+        return topup.buy_article.slug if topup.buy_article else None
 
-        if topup.buy_article_id is None:
-            return None
-        article = db.session.get(Article, topup.buy_article_id)
-        return article.slug if article else None
+
+class BalanceSchema(Schema):
+    balance = fields.Nested(MoneySchema, required=True)
+
+
+class TopUpOfferSchema(Schema):
+    minimum = fields.Nested(MoneySchema, required=True)
+    maximum = fields.Nested(MoneySchema, required=True)
+    presets = fields.List(fields.Nested(MoneySchema), required=True)
+
+
+class InsufficientFundsSchema(ErrorSchema):
+    """402 for a purchase the wallet does not cover: what is missing, what to top up."""
+
+    shortfall = fields.Nested(MoneySchema, required=True)
+    wallet = fields.Nested(BalanceSchema, required=True)
+    topup = fields.Nested(TopUpOfferSchema, required=True)
+
+
+class PurchaseResultSchema(Schema):
+    purchase = fields.Nested(PurchaseSchema, required=True)
+    wallet = fields.Nested(BalanceSchema, required=True)
+
+
+class PurchaseListSchema(Schema):
+    purchases = fields.List(fields.Nested(PurchaseSchema), required=True)
+
+
+class TopUpCreatedSchema(Schema):
+    topup = fields.Nested(TopUpSchema, required=True)
+
+
+class TopUpStatusSchema(TopUpCreatedSchema):
+    purchased = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "whether the article named by `buy` is now owned; "
+            "null when the top-up buys nothing"
+        },
+    )
 
 
 # The most a reader may cap a day's spending at (a guard against typos, not a rule): $10,000.

@@ -1,18 +1,18 @@
-"""Buying articles from the wallet, refunding purchases, and the effects of disputes."""
+"""Buying articles from the wallet, and refunding purchases."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload
 
+from dispatch_pay.accounts.spending_cap import check_daily_cap
 from dispatch_pay.catalog.gate import Access, read_access
-from dispatch_pay.errors import DomainError
-from dispatch_pay.money import CURRENCIES
-from dispatch_pay.wallet.ledger import lock_wallet, locked_wallet, post_entry
-from dispatch_pay.wallet.spending_cap import cap_room, check_daily_cap
+from dispatch_pay.errors import DomainError, invalid_fields
+from dispatch_pay.payments.limits import topup_offer
+from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
     ENTRY_PURCHASE,
     ENTRY_REFUND,
@@ -21,32 +21,16 @@ from models import (
     Article,
     Entitlement,
     Purchase,
+    RefundedBy,
     User,
     Wallet,
     db,
     utcnow,
 )
 
-TOPUP_PRESETS = (200, 500, 1000)
-TOPUP_MAXIMUM = 100_00
 READER_REFUND_WINDOW = timedelta(hours=24)
 READER_REFUNDS_PER_PERIOD = 3
 READER_REFUND_PERIOD = timedelta(days=30)
-
-
-def topup_minimum(currency: str) -> int:
-    return int(CURRENCIES[currency]["stripe_minimum"])
-
-
-def topup_offer(currency: str, shortfall: int = 0) -> dict[str, Any]:
-    """What to top up: at least Stripe's minimum, and at least what is missing."""
-    minimum = max(topup_minimum(currency), shortfall)
-    presets = [p for p in TOPUP_PRESETS if p >= minimum] or [minimum]
-    return {
-        "minimum": {"amount": minimum, "currency": currency},
-        "maximum": {"amount": TOPUP_MAXIMUM, "currency": currency},
-        "presets": [{"amount": p, "currency": currency} for p in presets],
-    }
 
 
 @dataclass(frozen=True)
@@ -67,7 +51,13 @@ def active_purchase(user_id: int, article_id: int) -> Purchase | None:
 
 
 def purchase_article(user: User, article: Article) -> PurchaseResult:
-    """Debit the current price and entitle the reader, in one transaction, exactly once."""
+    """Debit the current price and entitle the reader, in one transaction, exactly once.
+
+    Every way of buying (the API, the paywall's button, a top-up made to buy) comes here,
+    so the rules hold for all of them.
+    """
+    if user.is_publisher:
+        raise DomainError("forbidden", "Publishers read everything already.", status=403)
     if read_access(None, article) is Access.HIDDEN:
         raise DomainError("not_found", "No such article.", status=404)
     if article.is_free:
@@ -107,6 +97,18 @@ def purchase_article(user: User, article: Article) -> PurchaseResult:
     return PurchaseResult(purchase, wallet, created=True)
 
 
+def article_to_buy(slug: str | None, currency: str) -> Article | None:
+    """The article a top-up is made to buy (`buy`), checked before anything is recorded."""
+    if slug is None:
+        return None
+    article = db.session.scalar(select(Article).where(Article.slug == slug))
+    if article is None or read_access(None, article) is Access.HIDDEN:
+        raise invalid_fields({"buy": ["No such published article."]})
+    if article.price_currency != currency:
+        raise invalid_fields({"buy": [f"This article is priced in {article.price_currency}."]})
+    return article
+
+
 def _entitle(user_id: int, article_id: int, purchase_id: int) -> None:
     entitlement = db.session.scalar(
         select(Entitlement).where(
@@ -138,7 +140,7 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     purchase = db.session.get(Purchase, purchase_id)
     if purchase is None or (not actor.is_publisher and purchase.user_id != actor.id):
         raise DomainError("not_found", "No such purchase.", status=404)
-    wallet = lock_wallet(purchase.wallet_id)
+    wallet = locked_wallet(purchase.user_id, purchase.currency)
     db.session.refresh(purchase)
     if purchase.status == PURCHASE_REFUNDED:
         return PurchaseResult(purchase, wallet, created=False)
@@ -147,7 +149,7 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
         _check_reader_may_refund(purchase)
     purchase.status = PURCHASE_REFUNDED
     purchase.refunded_at = utcnow()
-    purchase.refunded_by = "publisher" if by_publisher else "reader"
+    purchase.refunded_by = RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
     )
@@ -172,7 +174,7 @@ def _check_reader_may_refund(purchase: Purchase) -> None:
     recent = db.session.scalar(
         select(func.count(Purchase.id)).where(
             Purchase.user_id == purchase.user_id,
-            Purchase.refunded_by == "reader",
+            Purchase.refunded_by == RefundedBy.READER,
             Purchase.refunded_at >= now - READER_REFUND_PERIOD,
         )
     )
@@ -188,36 +190,9 @@ def purchases_of(user: User, limit: int = 100) -> list[Purchase]:
     return list(
         db.session.scalars(
             select(Purchase)
+            .options(joinedload(Purchase.article))
             .where(Purchase.user_id == user.id)
             .order_by(Purchase.id.desc())
             .limit(limit)
         )
     )
-
-
-def paywall_offer(user: User | None, article: Article) -> dict[str, Any]:
-    """What the paywall box offers this reader: buy now, or top up and buy."""
-    currency = article.price_currency
-    balance = 0
-    if user is not None:
-        wallet = db.session.scalar(
-            select(Wallet).where(Wallet.user_id == user.id, Wallet.currency == currency)
-        )
-        balance = wallet.balance if wallet else 0
-        if wallet is not None and wallet.is_frozen:
-            return {"action": "frozen", "balance": balance}
-        room = cap_room(user.id, currency)
-        if room is not None and room[1] + article.price_amount > room[0]:
-            cap, spent = room
-            return {
-                "action": "cap",
-                "balance": balance,
-                "daily_cap": {"amount": cap, "currency": currency},
-                "spent_today": {"amount": spent, "currency": currency},
-            }
-    if balance >= article.price_amount:
-        return {"action": "buy", "balance": balance}
-    offer = topup_offer(currency, article.price_amount - balance)
-    presets = [p["amount"] for p in offer["presets"]]
-    topup = 500 if 500 in presets else presets[0]
-    return {"action": "topup", "balance": balance, "topup": {"amount": topup, "currency": currency}}

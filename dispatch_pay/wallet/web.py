@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from dispatch_pay.accounts import spending_cap
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import load
-from dispatch_pay.money import CURRENCIES, format_money
-from dispatch_pay.wallet import ledger, spending_cap
+from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, format_money
+from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
+from dispatch_pay.payments.limits import preset_amounts, selected_preset, topup_offer
+from dispatch_pay.payments.services import find_topup
+from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import DailyCapFormSchema, wallet_view
-from models import Article, TopUp, db
+from models import Article, db
 
 bp = Blueprint("wallet", __name__)
-
-
-def card_payments_enabled() -> bool:
-    """Top-ups need both Stripe keys: the secret one here, the publishable one for Stripe.js."""
-    gateway = current_app.extensions.get("payment_gateway")
-    return gateway is not None and bool(gateway.publishable_key())
 
 
 @bp.app_context_processor
@@ -34,9 +31,9 @@ def _payments_in_templates() -> dict[str, bool]:
 @bp.get("/wallet")
 @login_required
 def wallet_page() -> str:
-    currency = request.args.get("currency", "usd")
+    currency = request.args.get("currency", DEFAULT_CURRENCY)
     if currency not in CURRENCIES:
-        currency = "usd"
+        currency = DEFAULT_CURRENCY
     wallet = ledger.find_wallet(current_user.id, currency)
     entries = ledger.entries(wallet) if wallet else []
     view = wallet_view(wallet, currency, entries, ledger.purchased_articles(entries))
@@ -54,11 +51,8 @@ def wallet_page() -> str:
                 }
         except DomainError:
             buy = None
-    offer = wallet_services.topup_offer(currency)
-    amount = request.args.get("amount", type=int)
-    presets = [p["amount"] for p in offer["presets"]]
-    selected = amount if amount in presets else (500 if 500 in presets else presets[0])
-    gateway = current_app.extensions.get("payment_gateway")
+    offer = topup_offer(currency)
+    gateway = current_gateway()
     cap = spending_cap.settings_of(current_user.id)
     return render_template(
         "wallet.html",
@@ -69,8 +63,8 @@ def wallet_page() -> str:
         ),
         wallet=view,
         currency=currency,
-        presets=presets,
-        selected=selected,
+        presets=preset_amounts(offer),
+        selected=selected_preset(offer, request.args.get("amount", type=int)),
         buy=buy,
         payments_enabled=card_payments_enabled(),
         publishable_key=gateway.publishable_key() if gateway else None,
@@ -108,7 +102,7 @@ def topup_done(payment_intent_id: str) -> Response:
 
     Only reads: the crediting itself happened in the API (or the webhook, or reconcile).
     """
-    topup = db.session.scalar(select(TopUp).where(TopUp.payment_intent_id == payment_intent_id))
+    topup = find_topup(payment_intent_id)
     if topup is None or topup.user_id != current_user.id:
         flash("We could not find that payment. Your wallet shows every top-up that went through.")
         return redirect(url_for("wallet.wallet_page"))

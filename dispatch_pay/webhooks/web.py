@@ -1,13 +1,13 @@
-"""POST /webhooks/stripe: verify, then hand the event to `ingest`."""
+"""POST /webhooks/stripe: verify, ask Stripe what the event needs, then `ingest` it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import csrf
-from dispatch_pay.payments.stripe_gateway import InvalidSignature, verify_webhook
-from dispatch_pay.webhooks.services import ingest
+from dispatch_pay.payments.gateway import InvalidSignature, current_gateway, webhook_events
+from dispatch_pay.webhooks.services import ask_behind, ingest
 
 bp = Blueprint("webhooks", __name__)
 csrf.exempt(bp)
@@ -15,12 +15,12 @@ csrf.exempt(bp)
 
 @bp.post("/webhooks/stripe")
 def stripe_webhook() -> Response:
-    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
-    if not secret:
+    events = webhook_events()
+    if not events.configured():
         raise DomainError("webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not set.", status=503)
     try:
-        event = verify_webhook(
-            request.get_data(cache=False), request.headers.get("Stripe-Signature"), secret
+        event = events.verify(
+            request.get_data(cache=False), request.headers.get("Stripe-Signature")
         )
     except InvalidSignature as exc:
         raise DomainError(
@@ -28,5 +28,7 @@ def stripe_webhook() -> Response:
             "The Stripe-Signature header is missing, wrong or stale.",
             status=400,
         ) from exc
-    outcome = ingest(event)
+    # Stripe first, with no transaction open; then the event's one transaction.
+    behind = ask_behind(event, current_gateway())
+    outcome = ingest(event, behind)
     return jsonify({"received": True, "outcome": outcome})

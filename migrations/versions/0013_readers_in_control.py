@@ -1,7 +1,7 @@
 """gift links, gift reads, private feeds, wallet settings (daily cap); gift reads per site and article
 
 Revision ID: 0013_readers_in_control
-Revises: 0007
+Revises: 0008_status_enums
 Create Date: 2026-12-02 04:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision = "0013_readers_in_control"
-down_revision = "0007"
+down_revision = "0008_status_enums"
 branch_labels = None
 depends_on = None
 

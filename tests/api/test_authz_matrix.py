@@ -37,7 +37,7 @@ from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
 from dispatch_pay.catalog.gifts import create_gift, revoke_gift
 from dispatch_pay.catalog.private_feed import feed_secret, new_feed_secret
 from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.payments.services import credit_intent
+from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import (
     ApiToken,

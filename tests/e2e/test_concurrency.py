@@ -24,6 +24,8 @@ from sqlalchemy import func, select
 from dispatch_pay import create_app
 from dispatch_pay.cli import alembic_config
 from dispatch_pay.payments import services as payments
+from dispatch_pay.payments.gateway import require_gateway
+from dispatch_pay.wallet import crediting
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
@@ -73,7 +75,8 @@ def race_app(tmp_path_factory: pytest.TempPathFactory, own_stripe: LocalStripe) 
                 STRIPE_PUBLISHABLE_KEY="pk_test_race",
                 STRIPE_API_BASE=own_stripe.base,
                 STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            )
+            ),
+            configure_database=False,
         )
         with committing_sessions(url):
             yield app
@@ -255,27 +258,29 @@ def test_the_synchronous_credit_the_webhook_and_reconcile_race_and_credit_once(
     with race_app.app_context():
         reader = make_user()
         reader_id = reader.id
-        slug = make_article(price=39).slug if buy else None
+        article = make_article(price=39) if buy else None
         topup, _ = payments.prepare_topup(
             reader,
             amount=500,
             currency="usd",
             payment_method=None,
-            buy=slug,
+            buy=article,
             idempotency_key=None,
         )
         db.session.commit()
         # What the top-up request gets from Stripe, before it applies the answer.
-        intent = payments.request_intent(topup.id, card_payment_method(own_stripe.base))
+        request = payments.intent_request(topup.id, card_payment_method(own_stripe.base))
+        db.session.commit()
+        intent = payments.create_intent(request)
         db.session.commit()
     assert intent.status == "succeeded"
     as_sent = stripe_client(own_stripe.base).v1.payment_intents.retrieve(intent.id).to_dict()
     payload, headers = signed(event("payment_intent.succeeded", as_sent))
 
     racers: list[Callable[[], Any]] = [
-        lambda: in_app(race_app, lambda: payments.apply_intent(intent).status),
+        lambda: in_app(race_app, lambda: crediting.apply_intent(intent).status),
         lambda: post_event(race_app, payload, headers)[0],
-        lambda: in_app(race_app, lambda: payments.reconcile(payments.gateway())),
+        lambda: in_app(race_app, lambda: crediting.reconcile(require_gateway())),
     ]
     sync_status, webhook_status, _report = race(len(racers), lambda i: racers[i]())
 

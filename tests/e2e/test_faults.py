@@ -100,7 +100,8 @@ def stripe_fault_app(backend: tuple[str, Engine], stripe: FaultyStripe, retries:
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
             STRIPE_TIMEOUT_SECONDS=STRIPE_TIMEOUT,
             STRIPE_NETWORK_RETRIES=retries,
-        )
+        ),
+        configure_database=False,
     )
 
 
@@ -342,7 +343,7 @@ def fault_site(artifacts: Path) -> Iterator[FaultSite]:
         name="faults-app",
     )
     server.start()
-    app = create_app(app_config(url))
+    app = create_app(app_config(url), configure_database=False)
     try:
         yield FaultSite(url, engine, proxy, server, app)
     finally:

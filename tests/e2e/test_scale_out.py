@@ -81,7 +81,9 @@ def cluster(artifacts: Path) -> Iterator[Cluster]:
             server.start()
         # Stripe's own events go to the second server, whoever took the payment.
         stripe.register_webhook(f"{servers[1].base}/webhooks/stripe", WEBHOOK_SECRET)
-        yield Cluster(url, engine, servers, create_app(app_config(url)), stripe)
+        yield Cluster(
+            url, engine, servers, create_app(app_config(url), configure_database=False), stripe
+        )
     finally:
         for server in servers:  # both shut down at once, then each is waited for
             if server.proc is not None and server.proc.poll() is None:

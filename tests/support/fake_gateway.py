@@ -1,5 +1,5 @@
-"""The common core of the in-memory payment gateways tests plug in through the app's
-PAYMENT_GATEWAY setting (the PaymentGateway protocol of dispatch_pay/payments/gateway.py).
+"""The common core of the in-memory payment gateways tests pass to
+`create_app(payment_gateway=...)` (the PaymentGateway protocol of payments/gateway.py).
 
 It keeps PaymentIntents in a dict and answers retrieve/recent, the keys and the Stripe.js
 URL. How an intent is created (faults, idempotency, fees) is each test's own behaviour, so

@@ -20,7 +20,7 @@ import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,7 @@ class LiveSite:
     app: AppServer
     stripe: LocalStripe
     database_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -134,7 +135,7 @@ class LiveSite:
         return flask_command(self.database_url, *args, **self.app_env())
 
     def app_env(self) -> dict[str, str]:
-        return live_app_env(self.database_url, self.stripe.base)
+        return {**live_app_env(self.database_url, self.stripe.base), **self.extra_env}
 
 
 def live_app_env(database_url: str, stripe_base: str) -> dict[str, str]:
@@ -153,21 +154,25 @@ def live_app_env(database_url: str, stripe_base: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_site(log_dir: Path, *, workers: int = 2, seed: bool = True) -> Iterator[LiveSite]:
-    """Database, localstripe, migrations, demo data, gunicorn, webhook registered."""
+def running_site(
+    log_dir: Path, *, workers: int = 2, seed: bool = True, env: dict[str, str] | None = None
+) -> Iterator[LiveSite]:
+    """Database, localstripe, migrations, demo data, gunicorn, webhook registered.
+
+    `env` adds to (or overrides) the app's environment, e.g. TRUSTED_PROXIES."""
     with private_database(log_dir) as url:
         stripe = LocalStripe(log_dir)
         stripe.start()
         try:
-            env = live_app_env(url, stripe.base)
-            flask_command(url, "db", "upgrade", **env)
+            app_env = {**live_app_env(url, stripe.base), **(env or {})}
+            flask_command(url, "db", "upgrade", **app_env)
             if seed:
-                flask_command(url, "seed-demo", **env)
-            app = AppServer(log_dir, env, workers=workers, name="live-app")
+                flask_command(url, "seed-demo", **app_env)
+            app = AppServer(log_dir, app_env, workers=workers, name="live-app")
             app.start()
             try:
                 stripe.register_webhook(f"{app.base}/webhooks/stripe", WEBHOOK_SECRET)
-                yield LiveSite(app=app, stripe=stripe, database_url=url)
+                yield LiveSite(app=app, stripe=stripe, database_url=url, extra_env=env or {})
             finally:
                 app.stop()
         finally:

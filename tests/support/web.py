@@ -67,3 +67,28 @@ def table_counts() -> dict[str, int]:
         table.name: int(db.session.scalar(select(func.count()).select_from(table)) or 0)
         for table in Base.metadata.sorted_tables
     }
+
+
+# Namespaces in XML and JSON-LD, not links of this site.
+NAMESPACES = ("schema.org", "sitemaps.org", "w3.org")
+
+
+def public_page_paths(slug: str) -> list[str]:
+    """Every page the public cache may store, for an article's slug."""
+    return [
+        f"/articles/{slug}",
+        f"/api/v1/articles/{slug}",
+        "/api/v1/articles",
+        "/feed.xml",
+        "/sitemap.xml",
+        "/",
+        "/verification",
+    ]
+
+
+def links_outside(text: str, origin: str) -> list[str]:
+    """Absolute URLs in a page that do not lead to `origin` (namespaces aside)."""
+    urls = re.findall(r"https?://[^\s\"'<>]+", text)
+    return [
+        u for u in urls if not u.startswith(origin + "/") and not any(ns in u for ns in NAMESPACES)
+    ]

@@ -124,7 +124,7 @@ def test_no_secret_reaches_the_logs(
 def test_an_unexpected_error_logs_its_type_and_frames_not_its_text(
     app: Flask, db_connection: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = create_app(app_config(app.config["DATABASE_URL"]))
+    broken = create_app(app_config(app.config["DATABASE_URL"]), configure_database=False)
 
     @broken.get("/_boom")
     def _boom() -> str:

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from dispatch_pay import create_app
-from dispatch_pay.payments.stripe_gateway import webhook_secrets
+from dispatch_pay.payments.gateway import WEBHOOKS_KEY
+from dispatch_pay.payments.stripe_gateway import StripeWebhooks, webhook_secrets
 from models import db
 from models.base import build_engine
 from tests.conftest import test_config as app_config
@@ -43,7 +44,10 @@ def test_healthz_reports_database_and_stripe(app: Flask, client: FlaskClient) ->
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok", "database": "ok", "stripe": "not_configured"}
-    configured = create_app(app_config(app.config["DATABASE_URL"], STRIPE_SECRET_KEY="sk_test_x"))
+    configured = create_app(
+        app_config(app.config["DATABASE_URL"], STRIPE_SECRET_KEY="sk_test_x"),
+        configure_database=False,
+    )
     with configured.app_context():
         response = configured.test_client().get("/healthz")
     assert response.status_code == 200
@@ -102,12 +106,10 @@ def test_webhook_secret_list_parsing() -> None:
 
 
 @pytest.fixture()
-def rotating_secret(app: Flask) -> Iterator[None]:
-    app.config["STRIPE_WEBHOOK_SECRET"] = "whsec_new_one, whsec_old_one"
-    try:
-        yield
-    finally:
-        app.config["STRIPE_WEBHOOK_SECRET"] = None
+def rotating_secret(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    webhooks = StripeWebhooks("whsec_new_one, whsec_old_one")
+    monkeypatch.setitem(app.extensions, WEBHOOKS_KEY, webhooks)
+    yield
 
 
 def test_webhook_accepts_both_secrets_during_rotation(

@@ -1,7 +1,7 @@
 """Stripe's fee per top-up: taken from what Stripe sends, filled in by `reconcile`,
 stored once, and shown in the sales report.
 
-Most tests use a small in-memory gateway (the app's PAYMENT_GATEWAY setting) so that the
+Most tests use a small in-memory gateway (create_app's payment_gateway argument) so that the
 fee, and every call made to ask for it, is under the test's control; the last ones run
 against localstripe, which reports a balance transaction with fee 0.
 """
@@ -20,16 +20,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from dispatch_pay import create_app
-from dispatch_pay.payments.fees import fill_fees
+from dispatch_pay.cli import fill_fees
 from dispatch_pay.payments.gateway import (
     Fee,
     FeeDetail,
     Intent,
     PaymentProviderUnavailable,
     PaymentRequestRejected,
-    fee_from_charge,
-    intent_from_payload,
 )
+from dispatch_pay.payments.stripe_gateway import fee_from_charge, intent_from_payload
 from models import TopUp, User, db, utcnow
 from tests.conftest import test_config as app_config
 from tests.support.factories import bearer, make_token, make_user
@@ -109,9 +108,10 @@ def fake_app(backend: Any) -> tuple[Flask, FakeGateway]:
     app = create_app(
         app_config(
             engine.url.render_as_string(hide_password=False),
-            PAYMENT_GATEWAY=gateway,
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        )
+        ),
+        payment_gateway=gateway,
+        configure_database=False,
     )
     return app, gateway
 

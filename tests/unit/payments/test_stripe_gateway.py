@@ -118,7 +118,8 @@ def app_against(base: str, backend: Any) -> Flask:
             STRIPE_PUBLISHABLE_KEY="pk_test_recorded",
             STRIPE_API_BASE=base,
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        )
+        ),
+        configure_database=False,
     )
 
 

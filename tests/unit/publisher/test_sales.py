@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
 from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.payments.services import credit_intent
 from dispatch_pay.publisher import sales
+from dispatch_pay.wallet.crediting import credit_intent
 from models import TopUp, User, db
 from tests.support.factories import bearer, make_article, make_token, make_user
 from tests.support.wallet import buy, fund, refund

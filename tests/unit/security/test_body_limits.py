@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from dispatch_pay.extensions import limiter
+from dispatch_pay.payments.gateway import WEBHOOKS_KEY
+from dispatch_pay.payments.stripe_gateway import StripeWebhooks
 from tests.support.factories import bearer, make_token, make_user
 from tests.support.web import csrf_token_from, json_error, table_counts
 
@@ -32,18 +35,15 @@ def test_api_refuses_an_oversized_body_with_the_contract_error(
 
 
 def test_webhook_refuses_an_oversized_body_with_the_contract_error(
-    app: Flask, client: FlaskClient
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app.config["STRIPE_WEBHOOK_SECRET"] = "whsec_size_test"
-    try:
-        response = client.post(
-            "/webhooks/stripe",
-            data=TOO_BIG,
-            content_type="application/json",
-            headers={"Stripe-Signature": "t=1,v1=00"},
-        )
-    finally:
-        app.config["STRIPE_WEBHOOK_SECRET"] = None
+    monkeypatch.setitem(app.extensions, WEBHOOKS_KEY, StripeWebhooks("whsec_size_test"))
+    response = client.post(
+        "/webhooks/stripe",
+        data=TOO_BIG,
+        content_type="application/json",
+        headers={"Stripe-Signature": "t=1,v1=00"},
+    )
     assert response.status_code == 413
     assert json_error(response)["code"] == "payload_too_large"
 

@@ -82,7 +82,8 @@ def test_csp_allows_only_this_site_and_stripe_js() -> None:
 
 def test_csp_follows_localstripe_origin(app: Flask, db_connection: Any) -> None:
     local = create_app(
-        app_config(app.config["DATABASE_URL"], STRIPE_API_BASE="http://127.0.0.1:8420")
+        app_config(app.config["DATABASE_URL"], STRIPE_API_BASE="http://127.0.0.1:8420"),
+        configure_database=False,
     )
     with local.app_context():
         response = local.test_client().get("/login")
@@ -121,7 +122,9 @@ def _login_response(client: FlaskClient, email: str) -> Any:
 
 @pytest.fixture()
 def production_app(app: Flask) -> Flask:
-    return create_app(app_config(app.config["DATABASE_URL"], PRODUCTION=True))
+    return create_app(
+        app_config(app.config["DATABASE_URL"], PRODUCTION=True), configure_database=False
+    )
 
 
 def test_production_cookie_is_secure_and_hsts_is_sent(
@@ -153,13 +156,15 @@ def test_production_refuses_to_start_without_secret_key(
     config = app_config(app.config["DATABASE_URL"], PRODUCTION=True)
     config.pop("SECRET_KEY")
     with pytest.raises(ConfigurationError):
-        create_app(config)
+        create_app(config, configure_database=False)
 
 
 def test_trusted_proxy_headers_set_client_address_and_scheme(
     app: Flask, db_connection: Any
 ) -> None:
-    proxied = create_app(app_config(app.config["DATABASE_URL"], TRUSTED_PROXIES=1))
+    proxied = create_app(
+        app_config(app.config["DATABASE_URL"], TRUSTED_PROXIES=1), configure_database=False
+    )
     seen: dict[str, Any] = {}
 
     @proxied.get("/_probe")

@@ -528,7 +528,8 @@ def property_client(backend: tuple[str, Engine], app: Flask, db_connection: Any)
             engine.url.render_as_string(hide_password=False),
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
             RATELIMIT_ENABLED=False,
-        )
+        ),
+        configure_database=False,
     )
     with own.app_context():
         yield own

@@ -277,7 +277,7 @@ def test_reconcile_finds_the_top_up_of_a_request_that_died_after_stripe_charged(
         amount=500,
         currency="usd",
         payment_method=payment_method,
-        buy=article.slug,
+        buy=article,
         idempotency_key="lost-answer",
     )
     assert must_submit

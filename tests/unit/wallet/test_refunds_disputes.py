@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from dispatch_pay.errors import DomainError
+from dispatch_pay.payments.gateway import webhook_events
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.ledger import find_wallet
 from dispatch_pay.wallet.services import purchase_article, refund_purchase
@@ -571,7 +572,7 @@ def _apply(
             return
         original = model.sent[step[1] % len(model.sent)]
         again = original if step[2] else {**original, "id": f"{original['id']}_again"}
-        outcome = ingest(again)
+        outcome = ingest(webhook_events().event(again))
         if step[2]:
             assert outcome == "duplicate"
         return
@@ -600,7 +601,7 @@ def _apply(
             model.dispute_state[k] = "open"
         elif not created and previous in (None, "open"):
             model.dispute_state[k] = "won" if step[2] else "lost"
-    ingest(evt)
+    ingest(webhook_events().event(evt))
     model.credited.add(k)
     model.sent.append(evt)
 

@@ -149,7 +149,8 @@ def test_a_secret_key_without_a_publishable_key_offers_no_top_up(
             engine.url.render_as_string(hide_password=False),
             STRIPE_SECRET_KEY="sk_test_only",
             STRIPE_API_BASE=localstripe.base,
-        )
+        ),
+        configure_database=False,
     )
     with app.app_context():
         article = make_article(price=39)

@@ -7,6 +7,7 @@ are counted one after another and cannot pass it together.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
 from sqlalchemy import func, select
@@ -51,13 +52,19 @@ def spent_today(user_id: int, currency: str) -> int:
     )
 
 
-def cap_room(user_id: int, currency: str) -> tuple[int, int] | None:
-    """(cap, spent today) when the reader capped spending in this currency, else None."""
+@dataclass(frozen=True)
+class CapRoom:
+    cap: int
+    spent: int
+
+
+def cap_room(user_id: int, currency: str) -> CapRoom | None:
+    """The cap and today's spending, when the reader capped spending in this currency."""
     settings = settings_of(user_id)
     if settings is None or settings.daily_cap_currency != currency:
         return None
     assert settings.daily_cap_amount is not None  # the CHECK keeps amount and currency together
-    return settings.daily_cap_amount, spent_today(user_id, currency)
+    return CapRoom(cap=settings.daily_cap_amount, spent=spent_today(user_id, currency))
 
 
 def check_daily_cap(user_id: int, wallet: Wallet, price: int) -> None:
@@ -65,7 +72,7 @@ def check_daily_cap(user_id: int, wallet: Wallet, price: int) -> None:
     room = cap_room(user_id, wallet.currency)
     if room is None:
         return
-    cap, spent = room
+    cap, spent = room.cap, room.spent
     if spent + price > cap:
         raise DomainError(
             "spending_cap_reached",
