@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from dispatch_pay.accounts.spending_cap import set_daily_cap
 from dispatch_pay.catalog.gifts import create_gift
-from dispatch_pay.wallet.spending_cap import set_daily_cap
 from models import GiftRead, Purchase, db
 from tests.e2e.test_concurrency import (  # the race harness and its module-scoped app
     books_balance_afterwards,
