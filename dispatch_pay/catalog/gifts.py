@@ -153,31 +153,39 @@ class GiftOpening:
     article: Article
     access: Access
     gift: GiftLink
+    can_claim: bool  # a read is left for this visitor: the page offers to take it
 
 
-def open_gift(token: str, user: User | None, anonymous_key: str) -> GiftOpening:
-    """Open a gift link for one visitor; a first read by someone new counts against it.
+def open_gift(token: str, user: User | None, anonymous_key: str, *, claim: bool) -> GiftOpening:
+    """Open a gift link for one visitor. Only `claim` (the reader pressing the button, a
+    POST) takes a read: link previews and prefetchers only GET, and must not use it up.
 
     The link's row is locked (PostgreSQL) or the database is (SQLite, BEGIN IMMEDIATE)
     while reads are counted, so parallel visitors never take more reads than it has.
     """
-    gift = find_gift(token, lock=True)
+    gift = find_gift(token, lock=claim)
     article = db.session.get(Article, gift.article_id)
     if article is None:
         raise not_found("gift")
     visitor = visitor_key(user, anonymous_key)
     gift_pass = _pass_for(gift, visitor)
-    access = read_access(user, article, gift=gift_pass)
+    # Before a claim, the link opens the text only for a visitor it was claimed by.
+    shown = gift_pass if claim or gift_pass.already_read else None
+    access = read_access(user, article, gift=shown)
     if access is Access.HIDDEN:
         raise not_found("gift")
     # Only a read the gift itself grants counts: an owner opening it costs nothing.
     if (
-        access is Access.FULL
+        claim
+        and access is Access.FULL
         and not gift_pass.already_read
         and read_access(user, article) is not Access.FULL
     ):
         _count_read(gift, visitor, user)
-    return GiftOpening(article=article, access=access, gift=gift)
+    can_claim = access is not Access.FULL and (
+        read_access(user, article, gift=gift_pass) is Access.FULL
+    )
+    return GiftOpening(article=article, access=access, gift=gift, can_claim=can_claim)
 
 
 def _count_read(gift: GiftLink, visitor: str, user: User | None) -> None:

@@ -141,9 +141,21 @@ def _anonymous_key() -> str:
 @bp.get("/gift/<token>")
 @limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
 def gift_page(token: str) -> Response:
+    return _gift_response(token, claim=False)
+
+
+@bp.post("/gift/<token>")
+@limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
+def claim_gift(token: str) -> WerkzeugResponse:
+    """The reader takes one of the link's reads, then reads it on the gift page."""
+    _gift_response(token, claim=True)
+    return redirect(url_for("catalog.gift_page", token=token), code=303)
+
+
+def _gift_response(token: str, *, claim: bool) -> Response:
     viewer = _viewer()
     try:
-        opening = gifts.open_gift(token, viewer, "" if viewer else _anonymous_key())
+        opening = gifts.open_gift(token, viewer, "" if viewer else _anonymous_key(), claim=claim)
     except DomainError as exc:
         if exc.status == 404:
             abort(404)
@@ -151,6 +163,7 @@ def gift_page(token: str) -> Response:
     article = opening.article
     teaser = TEASER.dump(article)
     full = FULL.dump(article) if opening.access is Access.FULL else None
+    notice = "full" if full else ("claim" if opening.can_claim else "used")
     body = render_template(
         "article_full.html" if full else "article_teaser.html",
         article=teaser,
@@ -160,7 +173,8 @@ def gift_page(token: str) -> Response:
         structured_data=structured_data(teaser, article.is_free),
         paywall_class=PAYWALL_SELECTOR.lstrip("."),
         offer=None if full else paywall_offer(viewer, article),
-        gift_notice="full" if full else "used",
+        gift_notice=notice,
+        gift_token=token,
         noindex=True,
     )
     response = make_response(body)

@@ -259,6 +259,12 @@ MATRIX: list[Row] = [
     # Gift links: the reader owns the article in {slug}; {token} is a revoked link of theirs
     # (a teaser page for everybody), {gift_id} a live one.
     Row("GET /gift/{token}", (200, 200, 200, 200), values={"token": "revoked_gift_token"}),
+    Row(
+        "POST /gift/{token}",
+        (303, 303, 303, 303),
+        form=nothing,
+        values={"token": "revoked_gift_token"},
+    ),
     Row("POST /api/v1/articles/{slug}/gifts", (401, 201, 403, 403)),
     Row("GET /api/v1/articles/{slug}/gifts", (401, 200, 200, 200)),
     Row("DELETE /api/v1/gifts/{gift_id}", (401, 200, 404, 404)),

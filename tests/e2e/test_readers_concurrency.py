@@ -27,6 +27,7 @@ from tests.e2e.test_concurrency import (  # the race harness and its module-scop
     wallet_of,
 )
 from tests.support.factories import bearer, grant, make_article, make_token, make_user
+from tests.support.web import csrf_token_from
 
 __all__ = ["books_balance_afterwards", "own_stripe", "race_app"]  # fixtures, used by name
 pytestmark = [pytest.mark.postgres_only]
@@ -72,10 +73,13 @@ def test_12_people_opening_one_gift_link_at_once_get_3_reads(race_app: Flask) ->
         path = "/gift/" + gift.token
         gift_id = gift.gift.id
 
-    def open_link(_i: int) -> bool:
-        response = race_app.test_client().get(path)
-        assert response.status_code == 200
-        return "Raced-gift-text." in response.get_data(as_text=True)
+    clients = [race_app.test_client() for _ in range(12)]
+    tokens = [csrf_token_from(c, path) for c in clients]
+
+    def open_link(i: int) -> bool:
+        response = clients[i].post(path, data={"csrf_token": tokens[i]})
+        assert response.status_code == 303
+        return "Raced-gift-text." in clients[i].get(path).get_data(as_text=True)
 
     assert Counter(race(12, open_link)) == {True: 3, False: 9}
     with race_app.app_context():

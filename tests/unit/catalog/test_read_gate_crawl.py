@@ -116,7 +116,7 @@ def spent_capabilities(paid: Article) -> tuple[list[str], list[str]]:
     grant(giver, paid)
     used = create_gift(giver, paid)
     for n in range(used.reads_left):
-        assert open_gift(used.token, None, f"visitor{n}").access is Access.FULL
+        assert open_gift(used.token, None, f"visitor{n}", claim=True).access is Access.FULL
     revoked = create_gift(giver, paid)
     revoke_gift(giver, revoked.gift.id)
     old_secret = feed_secret(giver)

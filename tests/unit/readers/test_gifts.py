@@ -36,6 +36,14 @@ def path_of(url: str) -> str:
     return url.split("dispatch.test", 1)[1]
 
 
+def claim(client: FlaskClient, path: str) -> str:
+    """Open a gift as a person does: the page, then its "Read the gift" button."""
+    csrf = csrf_token_from(client, path)
+    response = client.post(path, data={"csrf_token": csrf})
+    assert response.status_code == 303, response.status_code
+    return client.get(response.headers["Location"]).get_data(as_text=True)
+
+
 def test_three_people_read_then_the_link_shows_the_paywall(app: Flask, client: FlaskClient) -> None:
     _owner, token, slug = owner_with_article()
     gift = make_gift(client, token, slug)
@@ -46,16 +54,20 @@ def test_three_people_read_then_the_link_shows_the_paywall(app: Flask, client: F
     for _ in range(3):
         browser = app.test_client()
         first = browser.get(path)
-        assert first.status_code == 200 and SECRET in first.get_data(as_text=True)
+        # Looking at the link (a link preview, a prefetch) takes no read: a button does.
+        assert first.status_code == 200 and SECRET not in first.get_data(as_text=True)
+        assert 'id="open-gift"' in first.get_data(as_text=True)
+        assert SECRET in claim(browser, path)
         # The same person again: still readable, and it costs no second read.
         again = browser.get(path)
         assert SECRET in again.get_data(as_text=True)
     listed = client.get(f"/api/v1/articles/{slug}/gifts", headers=bearer(token)).get_json()
     assert listed["gifts"][0]["reads_left"] == 0
 
-    fourth = app.test_client().get(path)
-    html = fourth.get_data(as_text=True)
-    assert fourth.status_code == 200
+    fourth = app.test_client()
+    html = fourth.get(path).get_data(as_text=True)
+    assert 'id="open-gift"' not in html
+    assert SECRET not in claim(fourth, path)
     assert SECRET not in html
     page = parse_page(html)
     assert page.has_class("paywall")
@@ -73,8 +85,8 @@ def test_gift_pages_are_private_and_noindex(app: Flask, client: FlaskClient) -> 
     # A gift page is never put in the anonymous page cache: a used-up link stays used up
     # and a fresh one is not served from a stored copy either.
     for _ in range(3):
-        app.test_client().get(path)
-    assert SECRET not in app.test_client().get(path).get_data(as_text=True)
+        claim(app.test_client(), path)
+    assert SECRET not in claim(app.test_client(), path)
 
 
 def test_a_logged_in_recipient_keeps_it_in_their_library(client: FlaskClient) -> None:
@@ -84,7 +96,7 @@ def test_a_logged_in_recipient_keeps_it_in_their_library(client: FlaskClient) ->
     friend_token = make_token(friend)
     assert_error(client.get(f"/api/v1/articles/{slug}", headers=bearer(friend_token)), 402)
     log_in(client, friend)
-    assert SECRET in client.get(path).get_data(as_text=True)
+    assert SECRET in claim(client, path)
     # Later, without the link: the gate lets them read, and the library lists it.
     assert SECRET in client.get(f"/articles/{slug}").get_data(as_text=True)
     assert client.get(f"/api/v1/articles/{slug}", headers=bearer(friend_token)).status_code == 200
@@ -98,6 +110,7 @@ def test_the_owner_opening_their_own_link_costs_nothing(client: FlaskClient) -> 
     gift = make_gift(client, token, slug)
     log_in(client, owner)
     assert SECRET in client.get(path_of(gift["url"])).get_data(as_text=True)
+    assert SECRET in claim(client, path_of(gift["url"]))
     assert db.session.query(GiftRead).count() == 0
 
 
@@ -106,12 +119,13 @@ def test_revoked_link_shows_the_teaser(app: Flask, client: FlaskClient) -> None:
     gift = make_gift(client, token, slug)
     other = make_token(make_user())
     assert_error(client.delete(f"/api/v1/gifts/{gift['id']}", headers=bearer(other)), 404)
-    assert SECRET in app.test_client().get(path_of(gift["url"])).get_data(as_text=True)
+    assert SECRET in claim(app.test_client(), path_of(gift["url"]))
     revoked = client.delete(f"/api/v1/gifts/{gift['id']}", headers=bearer(token))
     assert revoked.status_code == 200
     assert revoked.get_json()["gift"]["reads_left"] == 0
     html = app.test_client().get(path_of(gift["url"])).get_data(as_text=True)
     assert SECRET not in html and "paywall" in html
+    assert SECRET not in claim(app.test_client(), path_of(gift["url"]))
 
 
 def test_a_refunded_giver_gift_opens_nothing(app: Flask, client: FlaskClient) -> None:
@@ -124,9 +138,9 @@ def test_a_refunded_giver_gift_opens_nothing(app: Flask, client: FlaskClient) ->
     gift = make_gift(client, token, article.slug)
     friend = make_user()
     log_in(client, friend)
-    assert SECRET in client.get(path_of(gift["url"])).get_data(as_text=True)
+    assert SECRET in claim(client, path_of(gift["url"]))
     refund(publisher, purchase)
-    assert SECRET not in app.test_client().get(path_of(gift["url"])).get_data(as_text=True)
+    assert SECRET not in claim(app.test_client(), path_of(gift["url"]))
     # The friend's copy came from the giver's: it goes with the refund.
     assert SECRET not in client.get(f"/articles/{article.slug}").get_data(as_text=True)
     friend_token = make_token(friend)
@@ -179,8 +193,9 @@ def test_publisher_sets_the_number_per_site_and_per_article(client: FlaskClient)
 def test_publisher_sees_gift_reads_in_sales(app: Flask, client: FlaskClient) -> None:
     _owner, token, slug = owner_with_article()
     path = path_of(make_gift(client, token, slug)["url"])
-    app.test_client().get(path)
-    app.test_client().get(path)
+    claim(app.test_client(), path)
+    claim(app.test_client(), path)
+    app.test_client().get(path)  # only looked: not a read
     publisher = make_token(make_user(role="publisher"))
     report = client.get("/api/v1/publisher/sales", headers=bearer(publisher)).get_json()
     (row,) = [a for a in report["articles"] if a["slug"] == slug]
@@ -207,3 +222,14 @@ def test_guessing_gift_tokens_is_rate_limited(app: Flask, client: FlaskClient) -
     statuses = [client.get(f"/gift/{secrets.token_urlsafe(32)}").status_code for _ in range(25)]
     assert statuses[:20] == [404] * 20
     assert 429 in statuses[20:]
+
+
+def test_looking_at_a_link_never_uses_it_up(app: Flask, client: FlaskClient) -> None:
+    """Link previews and prefetchers GET (and HEAD) the link; only the button takes a read."""
+    _owner, token, slug = owner_with_article()
+    path = path_of(make_gift(client, token, slug)["url"])
+    for _ in range(10):
+        app.test_client().get(path)
+        app.test_client().head(path)
+    assert db.session.query(GiftRead).count() == 0
+    assert SECRET in claim(app.test_client(), path)
