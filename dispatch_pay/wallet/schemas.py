@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MajorUnits, MoneySchema, money
@@ -192,6 +200,11 @@ class WalletSettingsInputSchema(Schema):
         allow_none=True,
         metadata={"description": "spending on purchases per UTC day in this currency"},
     )
+
+    @validates_schema
+    def something_to_set(self, data: dict[str, Any], **_: object) -> None:
+        if not data:
+            raise ValidationError("Send at least one setting, e.g. daily_cap.", "daily_cap")
 
 
 class WalletSettingsSchema(Schema):

@@ -152,3 +152,13 @@ def test_the_wallet_page_sets_and_removes_the_cap(client: FlaskClient) -> None:
     assert (
         client.get("/api/v1/wallet/settings", headers=bearer(token)).get_json()["daily_cap"] is None
     )
+
+
+def test_an_empty_settings_body_is_422_naming_daily_cap(client: FlaskClient) -> None:
+    """Found by schemathesis: a PUT without a body was accepted as a no-op."""
+    _reader, token = capped_reader(client, 300)
+    for body in ({}, None):
+        response = client.put("/api/v1/wallet/settings", json=body, headers=bearer(token))
+        assert response.status_code in (400, 422)
+        if response.status_code == 422:
+            assert "daily_cap" in response.get_json()["error"]["fields"]
