@@ -7,7 +7,8 @@ Seeds the database (unless --no-seed), serves a hello-world Flask app and then t
 with the identical gunicorn command, drives each with wrk on loopback, and prints
 requests per second, p50 and p99 latency, and the ratio to hello-world for: the front
 page, an anonymous teaser page, an entitled full page, the article API (402 and 200),
-purchase (each request a different reader/article pair, so each one writes) and webhook
+purchase (each request a different reader/article pair, so each one writes), buy and
+read (the same, as an agent does it: `expected_price` and `?include=article`) and webhook
 ingest (distinct signed events that each credit a wallet). Hello-world is measured
 before and after the app; ratios use the mean of the two, and both are printed.
 """
@@ -44,6 +45,7 @@ from bench.seed import (
     PASSWORD,
     POOL_START,
     Scale,
+    agent_token,
     article_slug,
     full_article,
     pool_token,
@@ -258,10 +260,14 @@ request = function()
   local r = i %% #tokens
   local k = math.floor(i / #tokens)
   local a = (k + r * 17) %% articles + 1
-  return wrk.format("POST", "/api/v1/articles/dispatch-" .. a .. "/purchase",
-    {["Authorization"] = "Bearer " .. tokens[r + 1]}, "")
+  return wrk.format("POST", "/api/v1/articles/dispatch-" .. a .. "/purchase" .. "%(query)s",
+    {["Authorization"] = "Bearer " .. tokens[r + 1], ["Content-Type"] = "application/json"},
+    [==[%(body)s]==])
 end
 """
+# Buy and read in one request, as an agent does: the price it was shown, the full article back.
+BUY_AND_READ_QUERY = "?include=article"
+BUY_AND_READ_BODY = '{"expected_price": {"amount": 39, "currency": "usd"}}'
 
 WEBHOOK_LUA = """
 local events = {
@@ -295,10 +301,20 @@ def count_rows(url: str, table: str) -> int:
         engine.dispose()
 
 
-def purchase_script(scale: Scale, directory: Path) -> Path:
-    tokens = ", ".join(f'"{pool_token(uid)}"' for uid in range(POOL_START, scale.bulk_start))
-    path = directory / "purchase.lua"
-    path.write_text(PURCHASE_LUA % {"tokens": tokens, "articles": scale.articles})
+def purchase_script(scale: Scale, directory: Path, *, read: bool = False) -> Path:
+    """Each request a new (reader, article) pair; `read`: as an agent, buy and read."""
+    token = agent_token if read else pool_token
+    tokens = ", ".join(f'"{token(uid)}"' for uid in range(POOL_START, scale.bulk_start))
+    path = directory / ("buy-and-read.lua" if read else "purchase.lua")
+    path.write_text(
+        PURCHASE_LUA
+        % {
+            "tokens": tokens,
+            "articles": scale.articles,
+            "query": BUY_AND_READ_QUERY if read else "",
+            "body": BUY_AND_READ_BODY if read else "",
+        }
+    )
     return path
 
 
@@ -365,21 +381,24 @@ def app_scenarios(
 
         return one
 
-    def purchase(seconds: int) -> Result:
-        # Earlier slices and runs bought the first pairs: start after them, so every
-        # request writes.
-        before = count_rows(args.database_url, "purchases")
-        script = purchase_script(scale, tmp)
-        result = wrk(
-            args,
-            "purchase",
-            base + "/",
-            script=script,
-            script_args=[str(before), threads],
-            duration=seconds,
-        )
-        result.written = count_rows(args.database_url, "purchases") - before
-        return result
+    def buying(name: str, read: bool) -> Slice:
+        def one(seconds: int) -> Result:
+            # Earlier slices and runs bought the first pairs: start after them, so every
+            # request writes.
+            before = count_rows(args.database_url, "purchases")
+            script = purchase_script(scale, tmp, read=read)
+            result = wrk(
+                args,
+                name,
+                base + "/",
+                script=script,
+                script_args=[str(before), threads],
+                duration=seconds,
+            )
+            result.written = count_rows(args.database_url, "purchases") - before
+            return result
+
+        return one
 
     def webhook(seconds: int) -> Result:
         before = count_rows(args.database_url, "webhook_events")
@@ -401,7 +420,8 @@ def app_scenarios(
         ("full page (entitled)", read("full page (entitled)", full, cookie)),
         ("article API 402", read("article API 402", api_402, {})),
         ("article API 200", read("article API 200", api_200, bearer)),
-        ("purchase", purchase),
+        ("purchase", buying("purchase", read=False)),
+        ("buy and read (agent)", buying("buy and read (agent)", read=True)),
         ("webhook ingest", webhook),
     ]
     return [(n, s) for n, s in scenarios if not args.only or any(o in n for o in args.only)]
@@ -459,9 +479,9 @@ def run(
             result = combine(name, parts)
             result.baseline = baseline.rps
             if result.written >= 0:
-                what = "purchases" if name == "purchase" else "events stored and credited"
+                what = "events stored and credited" if name == "webhook ingest" else "purchases"
                 result.notes.append(f"{result.written} {what}")
-            if name == "purchase" and not postgres:
+            if name in ("purchase", "buy and read (agent)") and not postgres:
                 result.notes.append("SQLite: one writer at a time")
             hello_runs.append(baseline)
             results.append(result)
@@ -508,6 +528,7 @@ GOALS = {
     "article API 402": 0.8,
     "full page (entitled)": 0.5,
     "purchase": 0.3,
+    "buy and read (agent)": 0.3,
     "webhook ingest": 0.4,
 }
 

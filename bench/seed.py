@@ -55,6 +55,15 @@ def pool_token(user_id: int) -> str:
     return f"dp_bench_reader_{user_id}"
 
 
+def agent_token(user_id: int) -> str:
+    """A pool reader's agent token (buy-and-read runs through the budget checks)."""
+    return f"dp_bench_agent_{user_id}"
+
+
+# Agent budgets the benchmark never reaches: it measures the checks, not the refusals.
+AGENT_MAX_PRICE, AGENT_DAILY_LIMIT = 100_00, 1_000_000_00
+
+
 def article_slug(n: int) -> str:
     return f"dispatch-{n}"
 
@@ -189,12 +198,26 @@ def _load_users(loader: Loader, scale: Scale) -> None:
         )
         for i, uid in enumerate([BENCH_READER_ID, *range(POOL_START, scale.bulk_start)])
     ]
-    loader.load(
-        "api_tokens",
-        ["id", "user_id", "name", "token_hash", "prefix", "created_at"],
-        tokens,
-        len(tokens),
-    )
+    pool = range(POOL_START, scale.bulk_start)
+    agents = [
+        (
+            len(tokens) + i + 1,
+            uid,
+            "bench agent",
+            hashlib.sha256(agent_token(uid).encode()).hexdigest(),
+            agent_token(uid)[:9],
+            BASE_TIME,
+            "agent",
+            AGENT_MAX_PRICE,
+            AGENT_DAILY_LIMIT,
+            "usd",
+        )
+        for i, uid in enumerate(pool)
+    ]
+    columns = ["id", "user_id", "name", "token_hash", "prefix", "created_at"]
+    loader.load("api_tokens", columns, tokens, len(tokens))
+    budget = ["kind", "max_price_amount", "daily_limit_amount", "budget_currency"]
+    loader.load("api_tokens", [*columns, *budget], agents, len(agents))
 
 
 def _load_catalog(loader: Loader, scale: Scale) -> None:

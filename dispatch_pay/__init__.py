@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 
+from dispatch_pay.accounts.sessions import load_session_user
 from dispatch_pay.catalog.public_cache import register_public_cache
 from dispatch_pay.config import load_config
 from dispatch_pay.extensions import csrf, limiter, login_manager
@@ -48,6 +49,7 @@ def create_app(
     register_template_helpers(app)
     register_commands(app)
     register_public_cache(app)
+    register_mcp(app)
     trust_proxies(app)  # last: the outermost middleware (see its docstring)
     return app
 
@@ -60,12 +62,13 @@ def register_extensions(app: Flask, configure_database: bool = True) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = "Log in to continue."
+    # Sessions live on the server (accounts.sessions); flask-login's own cookie
+    # fingerprinting would only rewrite the cookie on every request.
+    login_manager.session_protection = None
 
-    @login_manager.user_loader
-    def _load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        return db.session.get(User, int(user_id))
+    @login_manager.request_loader
+    def _load_user(_request: Request) -> User | None:
+        return load_session_user()
 
 
 def register_payment_gateway(app: Flask, gateway: PaymentGateway | object | None) -> None:
@@ -100,12 +103,16 @@ def register_blueprints(app: Flask) -> None:
     from dispatch_pay import ops
     from dispatch_pay.accounts import api as accounts_api
     from dispatch_pay.accounts import web as accounts_web
+    from dispatch_pay.agents import api as agents_api
+    from dispatch_pay.agents import web as agents_web
     from dispatch_pay.api import openapi
     from dispatch_pay.catalog import api as catalog_api
     from dispatch_pay.catalog import web as catalog_web
     from dispatch_pay.publisher import api as publisher_api
     from dispatch_pay.publisher import web as publisher_web
+    from dispatch_pay.verification import web as verification_web
     from dispatch_pay.wallet import api as wallet_api
+    from dispatch_pay.wallet import closing_api, receipts_web
     from dispatch_pay.wallet import web as wallet_web
     from dispatch_pay.webhooks import web as webhooks_web
 
@@ -114,15 +121,29 @@ def register_blueprints(app: Flask) -> None:
         accounts_web,
         catalog_web,
         wallet_web,
+        agents_web,
         publisher_web,
+        verification_web,
         webhooks_web,
         accounts_api,
+        agents_api,
         catalog_api,
         publisher_api,
         wallet_api,
         openapi,
     ):
         app.register_blueprint(module.bp)
+    app.register_blueprint(receipts_web.bp)
+    app.register_blueprint(receipts_web.api_bp)
+    app.register_blueprint(closing_api.bp)
+    app.register_blueprint(closing_api.web_bp)
+
+
+def register_mcp(app: Flask) -> None:
+    """/mcp: the MCP server for agents, on the same host and port (outermost WSGI layer)."""
+    from dispatch_pay.agents.mcp_http import mount_mcp
+
+    mount_mcp(app)
 
 
 def register_input_guards(app: Flask) -> None:

@@ -190,7 +190,87 @@ def audit_command() -> None:
     click.echo("audit: every ledger invariant holds.")
 
 
+@click.group("signing-key", help="The Ed25519 keys that sign verification manifests.")
+def signing_key_group() -> None:
+    pass
+
+
+@signing_key_group.command("rotate")
+def signing_key_rotate() -> None:
+    """Make a new signing key for new manifests; old public keys stay published."""
+    from dispatch_pay.verification.signing import rotate_key
+
+    key = rotate_key()
+    db.session.commit()
+    click.echo(f"New signing key {key.kid}; older keys stay in the published key set.")
+
+
+@click.command("mcp")
+@click.option(
+    "--token-env",
+    default="DISPATCH_AGENT_TOKEN",
+    show_default=True,
+    help="The environment variable that holds the agent token (never a command-line argument).",
+)
+def mcp_command(token_env: str) -> None:
+    """Serve the MCP tools over stdio (for MCP clients that launch their servers)."""
+    import os
+
+    import anyio
+
+    from dispatch_pay.agents.mcp_server import agent_token, build_server
+
+    secret = os.environ.get(token_env, "").strip()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        agent_token(secret)  # refuse to start for a missing, revoked or non-agent token
+        db.session.commit()
+    except DomainError as exc:
+        raise click.ClickException(f"{token_env}: {exc.message}") from exc
+    finally:
+        db.session.remove()
+    base = app.config.get("PUBLIC_BASE_URL") or "http://localhost"
+    server = build_server(app, secret_of=lambda _ctx: secret, base_url=lambda _ctx: base)
+    anyio.run(server.run_stdio_async)
+
+
+@click.command("send-mail")
+@click.option("--forever", is_flag=True, help="Keep delivering as mail is queued.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+def send_mail_command(forever: bool, interval: float) -> None:
+    """Deliver queued mail (SMTP at MAIL_URL, or .eml files under instance/outbox/)."""
+    import time
+
+    from dispatch_pay.mail.delivery import deliver_due, transport_from_url
+
+    config = current_app.config
+    transport = transport_from_url(
+        config["MAIL_URL"],
+        Path(current_app.instance_path) / "outbox",
+        timeout=float(config["MAIL_TIMEOUT_SECONDS"]),
+    )
+    click.echo(f"send-mail: delivering to {transport.describe()}")
+    while True:
+        try:
+            sent, failed = deliver_due(transport, config["MAIL_FROM"])
+        except OperationalError as exc:
+            if not forever:
+                raise CouldNotRun(_database_down(exc)) from exc
+            click.echo(f"send-mail: {_database_down(exc)}", err=True)
+            sent = failed = 0
+        finally:
+            db.session.remove()
+        if sent or failed or not forever:
+            click.echo(f"send-mail: {sent} sent, {failed} to retry later.", err=False)
+        if not forever:
+            return
+        time.sleep(interval)
+
+
 def register(app: Flask) -> None:
+    app.cli.add_command(signing_key_group)
+    app.cli.add_command(mcp_command)
+    app.cli.add_command(send_mail_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(audit_command)
     app.cli.add_command(db_group)

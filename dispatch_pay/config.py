@@ -107,6 +107,13 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "API_PAGE_SIZE": 20,
         "SITE_NAME": "Dispatch",
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or None,
+        # Unset: `send-mail` writes each message as an .eml file under instance/outbox/.
+        "MAIL_URL": os.environ.get("MAIL_URL") or None,
+        "MAIL_FROM": os.environ.get("MAIL_FROM") or "Dispatch <no-reply@localhost>",
+        "MAIL_TIMEOUT_SECONDS": float(os.environ.get("MAIL_TIMEOUT_SECONDS") or 10),
+        "SELLER_NAME": os.environ.get("SELLER_NAME") or None,
+        "SELLER_ADDRESS": os.environ.get("SELLER_ADDRESS") or "",
+        "SELLER_TAX_ID": os.environ.get("SELLER_TAX_ID") or "",
         "DEFAULT_ARTICLE_PRICE": {"amount": 39, "currency": DEFAULT_CURRENCY},
         "PUBLIC_CACHE_ENABLED": True,
         "PUBLIC_CACHE_MAX_AGE": 10,
@@ -119,5 +126,6 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         if production:
             raise ConfigurationError("SECRET_KEY must be set in production")
         config["SECRET_KEY"] = _development_secret(instance_path)
+    config["SELLER_NAME"] = config["SELLER_NAME"] or config["SITE_NAME"]
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     return config

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCALSTRIPE_PORT = int(os.environ.get("LOCALSTRIPE_PORT") or 8420)
 TEST_CARD = "4242 4242 4242 4242"
 FLASK_RUN = [sys.executable, "-m", "flask", "--app", "app", "run"]
+FLASK_MAIL = [sys.executable, "-m", "flask", "--app", "app", "send-mail"]
 
 
 def _flask(*args: str, env: dict[str, str]) -> None:
@@ -127,7 +128,28 @@ def main() -> None:
         print("  3-D Secure test card: 4000 0025 0000 3155; declined: 4000 0000 0000 0341")
     else:
         print("  Payments: Stripe with the keys from the environment")
+    if env.get("MAIL_URL"):
+        print(f"  Mail: sent through {env['MAIL_URL'].rpartition('@')[2]}")
+    else:
+        print(f"  Mail: written as .eml files to {ROOT / 'instance' / 'outbox'}")
     print("=" * 68 + "\n", flush=True)
+    # Delivers mail as it is queued (sign-in links, resets, receipts).
+    mailer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "app",
+            "send-mail",
+            "--forever",
+            "--interval",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    atexit.register(_stop, mailer)
     server = subprocess.Popen(  # noqa: S603 - fixed command line
         [*FLASK_RUN, "--host", options.host, "--port", str(options.port)],
         cwd=ROOT,

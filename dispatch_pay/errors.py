@@ -26,6 +26,7 @@ class DomainError(Exception):
         status: int = 400,
         fields: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -33,6 +34,7 @@ class DomainError(Exception):
         self.status = status
         self.fields = fields or {}
         self.extra = extra or {}
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         # `fields` is always there ({} when no field is at fault): clients need not probe.
@@ -76,6 +78,7 @@ def error_response(error: DomainError) -> Response:
     else:
         response = Response(render_template("error.html", error=error), mimetype="text/html")
     response.status_code = error.status
+    response.headers.update(error.headers)
     if error.status == 401 and request.path.startswith("/api/"):
         response.headers["WWW-Authenticate"] = 'Bearer realm="dispatch_pay"'
     return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,14 @@ CURRENCIES: dict[str, dict[str, Any]] = {
 DEFAULT_CURRENCY = "usd"
 # A single dispatch costs at most this much (in minor units): $100.
 MAX_ARTICLE_PRICE = 100_00
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount to compare (an expected price, a budget); equal only in the same currency."""
+
+    amount: int
+    currency: str
 
 
 def format_money(amount: int, currency: str) -> str:
@@ -50,6 +59,12 @@ class PriceSchema(MoneySchema):
     )
 
 
+def money(amount: int, currency: str) -> dict[str, Any]:
+    """Money as the API and the templates show it."""
+    return {"amount": amount, "currency": currency}
+
+
+# Forms (HTML) take amounts in major units, as people type them: "0.39", "7.50".
 class MajorUnits(fields.Field):
     """ "0.39" → 39 minor units, exactly (Decimal, never a float)."""
 
@@ -59,11 +74,6 @@ class MajorUnits(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         text = str(value).strip().lstrip("$€£").strip()
-        if not re.fullmatch(r"\d{1,7}(\.\d{1,2})?", text):
+        if not re.fullmatch(r"[0-9]{1,7}(\.[0-9]{1,2})?", text):  # ASCII digits only
             raise self.make_error("invalid")
         return int(Decimal(text) * 100)
-
-
-def money(amount: int, currency: str) -> dict[str, Any]:
-    """Money as the API and the templates show it."""
-    return {"amount": amount, "currency": currency}

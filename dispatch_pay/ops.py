@@ -1,8 +1,8 @@
-"""Operational endpoints for load balancers and monitoring."""
+"""Operational endpoints for load balancers and monitoring, and the site's icon."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,3 +24,16 @@ def healthz() -> tuple[Response, int]:
     return jsonify(
         {"status": "ok" if status == 200 else "unavailable", "database": database, "stripe": stripe}
     ), status
+
+
+FAVICON_MAX_AGE = 7 * 24 * 3600
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico on every site: a small icon, cached for a week."""
+    response = send_from_directory(
+        str(current_app.static_folder), "favicon.ico", max_age=FAVICON_MAX_AGE
+    )
+    response.cache_control.public = True
+    return response

@@ -1,19 +1,34 @@
 """SQLAlchemy models and the `db` object. Nothing here imports dispatch_pay."""
 
-from models.accounts import ROLE_PUBLISHER, ROLE_READER, ApiToken, User
+from models.accounts import (
+    LINK_EMAIL_CHANGE,
+    LINK_PASSWORD_RESET,
+    LINK_SIGN_IN,
+    ROLE_PUBLISHER,
+    ROLE_READER,
+    AccountLink,
+    ApiToken,
+    TokenKind,
+    User,
+    UserSession,
+)
 from models.base import Base, Database, db, utcnow
 from models.catalog import (
     CATALOG_STATE_ID,
     STATUS_DRAFT,
     STATUS_PUBLISHED,
+    STATUS_WITHDRAWN,
     VERDICTS,
     Article,
     ArticleRevision,
     CatalogState,
     Entitlement,
+    Manifest,
+    SigningKey,
     VerificationReport,
     bump_catalog_version,
 )
+from models.mail import MAIL_FAILED, MAIL_QUEUED, MAIL_SENT, OutboxMessage
 from models.publisher import PriceChange, PublicationSettings
 from models.readers import DEFAULT_GIFT_READS, GiftLink, GiftRead, PrivateFeed, WalletSettings
 from models.wallet import (
@@ -48,13 +63,21 @@ __all__ = [
     "ENTRY_REFUND",
     "ENTRY_TOPUP",
     "ENTRY_TOPUP_REFUNDED",
+    "LINK_EMAIL_CHANGE",
+    "LINK_PASSWORD_RESET",
+    "LINK_SIGN_IN",
+    "MAIL_FAILED",
+    "MAIL_QUEUED",
+    "MAIL_SENT",
     "PURCHASE_ACTIVE",
     "PURCHASE_REFUNDED",
     "ROLE_PUBLISHER",
     "ROLE_READER",
     "STATUS_DRAFT",
     "STATUS_PUBLISHED",
+    "STATUS_WITHDRAWN",
     "VERDICTS",
+    "AccountLink",
     "ApiToken",
     "Article",
     "ArticleRevision",
@@ -69,15 +92,20 @@ __all__ = [
     "GiftLink",
     "GiftRead",
     "LedgerEntry",
+    "Manifest",
+    "OutboxMessage",
     "PriceChange",
     "PrivateFeed",
     "PublicationSettings",
     "Purchase",
     "PurchaseStatus",
     "RefundedBy",
+    "SigningKey",
+    "TokenKind",
     "TopUp",
     "TopUpStatus",
     "User",
+    "UserSession",
     "VerificationReport",
     "Wallet",
     "WalletSettings",

@@ -24,6 +24,8 @@ from models.base import Base, utcnow
 
 STATUS_DRAFT = "draft"
 STATUS_PUBLISHED = "published"
+# Taken off sale because its live report now contradicts the text; its buyers keep it.
+STATUS_WITHDRAWN = "withdrawn"
 
 VERDICTS = ("supported", "weak", "unverified", "contradicted")
 
@@ -31,7 +33,7 @@ VERDICTS = ("supported", "weak", "unverified", "contradicted")
 class Article(Base):
     __tablename__ = "articles"
     __table_args__ = (
-        CheckConstraint("status IN ('draft', 'published')", name="status_known"),
+        CheckConstraint("status IN ('draft', 'published', 'withdrawn')", name="status_known"),
         CheckConstraint("price_amount >= 0", name="price_not_negative"),
         # The listing: published, newest first (status, published_at DESC, id DESC).
         Index("ix_articles_status_published_at_id", "status", "published_at", "id"),
@@ -123,6 +125,41 @@ class VerificationReport(Base):
         )
 
 
+class SigningKey(Base):
+    """An Ed25519 key that signs verification manifests; the newest one signs.
+
+    The private half never leaves the database; the public halves of all keys, old
+    ones included, are published so that every manifest ever signed still verifies.
+    """
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_jwk: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Manifest(Base):
+    """One signed link of an article's append-only chain of published states."""
+
+    __tablename__ = "manifests"
+    __table_args__ = (UniqueConstraint("article_id", "sequence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("article_revisions.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    jws: Mapped[str] = mapped_column(Text)
+    jws_sha256: Mapped[str] = mapped_column(String(64))
+    kid: Mapped[str] = mapped_column(String(64))
+    # What changed, in words readers see in the article's corrections.
+    change: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Entitlement(Base):
     """The right of one reader to read one article's full text."""
 
@@ -159,8 +196,9 @@ class CatalogState(Base):
 
 
 CATALOG_STATE_ID = 1
-# Writes to these change teasers, prices, listings, feeds or verification summaries.
-CATALOG_TYPES = (Article, ArticleRevision, VerificationReport)
+# Writes to these change teasers, prices, listings, feeds, verification summaries,
+# manifests or the published keys.
+CATALOG_TYPES = (Article, ArticleRevision, VerificationReport, Manifest, SigningKey)
 _BUMP_VERSION = text("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
 
 

@@ -162,6 +162,8 @@ class Purchase(Base):
         Index("ix_purchases_article_id_created_at", "article_id", "created_at"),
         # A reader's purchases, newest first, and the refund-limit count.
         Index("ix_purchases_user_id_id", "user_id", "id"),
+        # What an agent token spent today (its daily limit).
+        Index("ix_purchases_agent_token_id_created_at", "agent_token_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -174,6 +176,11 @@ class Purchase(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     refunded_at: Mapped[datetime | None] = mapped_column(default=None)
     refunded_by: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The agent token that bought it, if an agent did (kept if the token is deleted).
+    agent_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL"), default=None
+    )
+
     # Read-only: a purchase's article, for listings that load it with the purchases.
     article: Mapped[Article] = relationship(viewonly=True)
 
@@ -204,6 +211,9 @@ class TopUp(Base):
         ForeignKey("articles.id", ondelete="SET NULL"), default=None
     )
     charge_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    # For the receipt: the card that paid, as Stripe reports it on the charge.
+    card_brand: Mapped[str | None] = mapped_column(String(20), default=None)
+    card_last4: Mapped[str | None] = mapped_column(String(4), default=None)
     # Stripe's fee for the charge, from its balance transaction: minor units of
     # fee_currency (the settlement currency). Written once, never overwritten.
     fee: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -35,16 +35,62 @@
     if (event && event.error) { say(event.error.message, "error"); } else { say(""); }
   });
 
-  function selectedAmount() { return form.querySelector('input[name="amount"]:checked'); }
+  // The amount: a preset, or the "Other amount" field checked as the API checks it
+  // (the same range and message, given by the page), before the card is touched.
+  var other = document.getElementById("amount-other");
+  var amountError = document.getElementById("amount-error");
+
+  function otherAmount() {
+    var text = other ? other.value.trim().replace(/^[$€£]\s*/, "") : "";
+    if (!text) { return null; }
+    if (!/^\d{1,7}(\.\d{1,2})?$/.test(text)) { return { error: "Enter an amount like 7.50." }; }
+    var parts = text.split(".");
+    var cents = parseInt(parts[0], 10) * 100 + (parts[1] ? parseInt((parts[1] + "0").slice(0, 2), 10) : 0);
+    if (cents < parseInt(form.dataset.minimum, 10) || cents > parseInt(form.dataset.maximum, 10)) {
+      return { error: form.dataset.rangeMessage };
+    }
+    return { value: cents, label: form.dataset.symbol + (cents / 100).toFixed(2) };
+  }
+
+  function selectedAmount() {
+    var typed = otherAmount();
+    if (typed) { return typed; }
+    var checked = form.querySelector('input[name="amount"]:checked');
+    return checked ? { value: parseInt(checked.value, 10), label: checked.dataset.label } : null;
+  }
+
+  function showAmountError(text) {
+    if (!amountError) { return; }
+    amountError.textContent = text || "";
+    amountError.hidden = !text;
+    if (other) {
+      if (text) { other.setAttribute("aria-invalid", "true"); } else { other.removeAttribute("aria-invalid"); }
+    }
+  }
 
   function label() {
-    var checked = selectedAmount();
-    var amount = checked ? checked.dataset.label : "";
+    var chosen = selectedAmount();
+    var amount = chosen && !chosen.error ? chosen.label : "";
     button.textContent = "Pay " + amount + (buying ? " and read" : "");
   }
   form.addEventListener("change", function (event) {
-    if (event.target && event.target.name === "amount") { label(); pending = null; }
+    if (event.target && event.target.name === "amount") {
+      if (other) { other.value = ""; }
+      showAmountError("");
+      label();
+      pending = null;
+    }
   });
+  if (other) {
+    other.addEventListener("input", function () {
+      if (other.value.trim()) {
+        Array.prototype.forEach.call(form.querySelectorAll('input[name="amount"]'), function (r) { r.checked = false; });
+      }
+      showAmountError("");
+      label();
+      pending = null;
+    });
+  }
   label();
 
   function newKey() {
@@ -87,6 +133,8 @@
     }
     var error = new Error(text || "The payment did not go through. Nothing was charged.");
     error.status = response.status;
+    // A refused amount (422) is said beside the amount field, in the API's own words.
+    error.amount = data.error && data.error.fields && data.error.fields.amount;
     return error;
   }
 
@@ -134,13 +182,19 @@
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     if (button.disabled) { return; }
+    var chosen = selectedAmount();
+    if (!chosen || chosen.error) {
+      showAmountError(chosen ? chosen.error : "Choose an amount.");
+      if (other) { other.focus(); }
+      return;
+    }
     button.disabled = true;
     form.setAttribute("aria-busy", "true");
     say("Processing your payment…");
     try {
       if (!pending) {
         var body = {
-          amount: parseInt(selectedAmount().value, 10),
+          amount: chosen.value,
           currency: form.dataset.currency,
           payment_method: await paymentMethodId()
         };
@@ -162,7 +216,12 @@
       window.location.assign("/wallet/topups/" + encodeURIComponent(topup.id) + "/done");
     } catch (error) {
       if (error.kind !== "network") { pending = null; }
-      say(error.message, "error");
+      if (error.amount) {
+        showAmountError([].concat(error.amount).join(" "));
+        say("");
+      } else {
+        say(error.message, "error");
+      }
       button.disabled = false;
       form.removeAttribute("aria-busy");
     }

@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from flask import Flask, g, has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from dispatch_pay import create_app
@@ -27,10 +27,31 @@ from models import db
 from models.base import build_engine
 from tests.support import ledger_check
 from tests.support.servers import LocalStripe
+from tests.support.smtp import SMTPServer
 from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+
+
+def looks_like_test_database(url: str) -> bool:
+    """The suite empties its database: only a name starting or ending in "test" will do."""
+    name = (make_url(url).database or "").rsplit("/", 1)[-1].lower()
+    return name.startswith("test") or name.endswith("test")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (
+        TEST_DATABASE_URL
+        and not looks_like_test_database(TEST_DATABASE_URL)
+        and os.environ.get("ALLOW_ANY_TEST_DATABASE") != "1"
+    ):
+        raise pytest.UsageError(
+            f"TEST_DATABASE_URL names the database {make_url(TEST_DATABASE_URL).database!r}: "
+            "the suite empties it (DROP SCHEMA public CASCADE), so its name must start or end "
+            'with "test" (e.g. dispatch_test). Set ALLOW_ANY_TEST_DATABASE=1 to use it anyway.'
+        )
+
 
 # Cheap scrypt parameters: the tests hash hundreds of passwords.
 FAST_HASH = "scrypt:1024:8:1"
@@ -192,3 +213,23 @@ def stripe_client(stripe_app: Flask, db_connection: Any) -> Iterator[FlaskClient
 @pytest.fixture()
 def backend_kind(backend: tuple[str, Engine]) -> str:
     return backend[0]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on a loopback port for the whole run."""
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def smtp(smtp_server: SMTPServer) -> Iterator[SMTPServer]:
+    """The SMTP server with an empty inbox, running again if a test stopped it."""
+    if not smtp_server.running:
+        smtp_server.start()
+    smtp_server.inbox.clear()
+    yield smtp_server
+    if not smtp_server.running:
+        smtp_server.start()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from dispatch_pay.accounts import services
+from dispatch_pay.accounts import devices, services
 from dispatch_pay.accounts.auth import api_blueprint, require_user
+from dispatch_pay.accounts.export import export_reader
 from dispatch_pay.accounts.limits import login_email_limit, login_limit, signup_limit
 from dispatch_pay.accounts.schemas import (
     CredentialsSchema,
+    ExportSchema,
     MeSchema,
     SignupResponseSchema,
     TokenCreatedSchema,
@@ -57,9 +59,11 @@ def create_token() -> tuple[Response, int]:
     if user is None:
         raise DomainError("invalid_credentials", "Email or password is wrong.", status=401)
     issued = services.issue_token(user, data["name"])
-    return jsonify(
+    response = jsonify(
         TokenCreatedSchema().dump({"token": issued.secret, "token_info": issued.token})
-    ), 201
+    )
+    # A client that keeps cookies is then exempt from this account's lockout.
+    return devices.remember(response, user.email), 201
 
 
 @bp.get("/tokens")
@@ -82,3 +86,17 @@ def revoke_token(token_id: int) -> Response:
 def me() -> Response:
     user = require_user()
     return jsonify(MeSchema().dump({"user": user}))
+
+
+@bp.get("/me/export")
+@operation(
+    "Everything stored about the caller (account, wallets, entries, purchases, top-ups, "
+    "tokens and sessions without their secrets), as JSON",
+    response=ExportSchema,
+)
+def export_me() -> Response:
+    user = require_user()
+    response = jsonify(ExportSchema().dump(export_reader(user)))
+    response.headers["Content-Disposition"] = 'attachment; filename="dispatch-account.json"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -8,13 +8,25 @@ Redis when REDIS_URL is set (shared by every app server), otherwise in process m
 
 from __future__ import annotations
 
-from flask import request
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
+from dispatch_pay.accounts import devices
 from dispatch_pay.extensions import limiter
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 LOGIN_PER_ADDRESS = "30 per hour; 10 per minute"
-# Guessing one account's password from many addresses is slowed down per email.
+# Wrong passwords for one account from one address.
+LOGIN_PER_EMAIL_AND_ADDRESS = "5 per 15 minutes"
+# Wrong passwords for one account from anywhere, counted only for devices that never
+# logged in to it: a browser with the account's device cookie is exempt, so an
+# attacker spreading guesses over many addresses cannot lock the owner out. The window
+# is fixed: no lock outlives the 15 minutes in which its attempts were made.
 LOGIN_PER_EMAIL = "10 per 15 minutes"
 SIGNUP_PER_ADDRESS = "20 per hour; 5 per minute"
 
@@ -38,8 +50,46 @@ def credential_email() -> str:
     return f"email:{email.strip().lower()[:254]}"
 
 
+def credential_email_and_address() -> str:
+    return f"{credential_email()}|{request.remote_addr or 'unknown'}"
+
+
+def from_trusted_device() -> bool:
+    email = credential_email()
+    return email.startswith("email:") and devices.trusted_for(email.removeprefix("email:"))
+
+
+def wrong_password(response: Response) -> bool:
+    """Only failed logins count towards the per-account limits."""
+    return response.status_code == 401
+
+
 login_limit = limiter.shared_limit(LOGIN_PER_ADDRESS, scope="login", methods=["POST"])
-login_email_limit = limiter.shared_limit(
-    LOGIN_PER_EMAIL, scope="login-email", key_func=credential_email, methods=["POST"]
+_per_account_and_address = limiter.shared_limit(
+    LOGIN_PER_EMAIL_AND_ADDRESS,
+    scope="login-email-address",
+    key_func=credential_email_and_address,
+    methods=["POST"],
+    deduct_when=wrong_password,
 )
+_per_account = limiter.shared_limit(
+    LOGIN_PER_EMAIL,
+    scope="login-email",
+    key_func=credential_email,
+    methods=["POST"],
+    deduct_when=wrong_password,
+    exempt_when=from_trusted_device,
+)
+
+
+def login_email_limit(view: Callable[P, R]) -> Callable[P, R]:
+    """Both per-account limits, for the login form and `POST /api/v1/tokens` alike."""
+    return _per_account_and_address(_per_account(view))
+
+
 signup_limit = limiter.shared_limit(SIGNUP_PER_ADDRESS, scope="signup", methods=["POST"])
+
+# Forms that make the site send mail (sign-in links, resets): per client address here,
+# and per recipient in the outbox (dispatch_pay.mail.outbox.recipient_over_limit).
+MAIL_FORMS_PER_ADDRESS = "20 per hour; 5 per minute"
+mail_form_limit = limiter.shared_limit(MAIL_FORMS_PER_ADDRESS, scope="mail-forms", methods=["POST"])

@@ -61,7 +61,17 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # Paths whose anonymous answers may be public; the views still decide per response.
-PUBLIC_PATHS = frozenset({"/", "/feed.xml", "/sitemap.xml", "/verification", "/api/v1/articles"})
+PUBLIC_PATHS = frozenset(
+    {
+        "/",
+        "/feed.xml",
+        "/sitemap.xml",
+        "/llms.txt",
+        "/robots.txt",
+        "/verification",
+        "/api/v1/articles",
+    }
+)
 PUBLIC_PREFIXES = ("/articles/", "/api/v1/articles/")
 # The query parameters each public view reads; all others are dropped before it runs.
 QUERY_PARAMETERS: dict[str, tuple[str, ...]] = {

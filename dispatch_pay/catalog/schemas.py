@@ -12,7 +12,9 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.money import MoneySchema
 from dispatch_pay.urls import absolute_url
+from dispatch_pay.verification.manifests import corrections
 from dispatch_pay.verification.schemas import (
+    CorrectionSchema,
     ReportSchema,
     VerificationSummarySchema,
     full_report,
@@ -47,12 +49,27 @@ class TeaserSchema(Schema):
 
 
 class FullArticleSchema(TeaserSchema):
+    body = fields.Method(
+        "get_body",
+        metadata={
+            "type": "string",
+            "description": "The Markdown text; its UTF-8 SHA-256 is the manifest's `text_sha256`.",
+        },
+    )
     body_html = fields.Method("get_body_html", metadata={"type": "string"})
     verification = fields.Method("get_verification", metadata={"schema": ReportSchema})
+    corrections = fields.Method("get_corrections", metadata={"schema": CorrectionSchema(many=True)})
+
+    def get_body(self, article: Article) -> str:
+        revision = shown_revision(article)
+        return revision.body_markdown if revision is not None else ""
 
     def get_body_html(self, article: Article) -> str:
         revision = shown_revision(article)
         return revision.body_html if revision is not None else ""
+
+    def get_corrections(self, article: Article) -> list[dict[str, Any]]:
+        return corrections(article)
 
     def get_verification(self, article: Article) -> dict[str, Any]:
         revision = shown_revision(article)

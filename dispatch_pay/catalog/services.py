@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.offers import payment_required_error
 from dispatch_pay.errors import not_found
 from models import (
     STATUS_PUBLISHED,
@@ -55,6 +56,34 @@ def all_published() -> list[Article]:
     )
 
 
+def search_published(
+    query: str, max_price: tuple[int, str] | None = None, limit: int = 10
+) -> list[Article]:
+    """Published articles whose title or teaser holds `query`, at most `max_price` (and in
+    its currency), newest first."""
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    statement = select(Article).where(Article.status == STATUS_PUBLISHED)
+    if query.strip():
+        statement = statement.where(
+            or_(
+                Article.title.ilike(pattern, escape="\\"),
+                Article.teaser.ilike(pattern, escape="\\"),
+            )
+        )
+    if max_price is not None:
+        amount, currency = max_price
+        statement = statement.where(
+            Article.price_amount <= amount, Article.price_currency == currency
+        )
+    return list(
+        db.session.scalars(
+            statement.order_by(Article.published_at.desc(), Article.id.desc())
+            .limit(limit)
+            .options(*_with_live_report())
+        )
+    )
+
+
 def find_article(slug: str) -> Article:
     # The live text and its report come in the same query: every reader view needs them.
     article = db.session.scalar(
@@ -64,6 +93,17 @@ def find_article(slug: str) -> Article:
     )
     if article is None:
         raise not_found("article")
+    return article
+
+
+def article_for_reader(user: User | None, slug: str) -> Article:
+    """The article in full through the read gate: 404 if hidden, a 402 offer if not owned."""
+    article = find_article(slug)
+    access = read_access(user, article)
+    if access is Access.HIDDEN:
+        raise not_found("article")
+    if access is Access.TEASER:
+        raise payment_required_error(article)
     return article
 
 

@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     make_response,
     redirect,
     render_template,
@@ -27,11 +28,16 @@ from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
+from dispatch_pay.catalog.text_view import llms_txt
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import load_query
 from dispatch_pay.urls import absolute_url
-from models import Article, User
+from dispatch_pay.verification.manifests import corrections
+from dispatch_pay.verification.marking import VERDICT_SIGNS, claim_reviews, mark_quotes
+from dispatch_pay.verification.notices import library_notices
+from dispatch_pay.verification.snippet import check_program
+from models import STATUS_WITHDRAWN, Article, User
 
 bp = Blueprint("catalog", __name__)
 
@@ -95,26 +101,51 @@ def article_page(slug: str) -> str:
         abort(404)
     if viewer is None and access is Access.TEASER:
         mark_public()
+    extra: dict[str, Any] = {}
+    if access is Access.FULL and viewer is not None and not article.is_free:
+        extra = {
+            "gifts": gifts.gifts_of(viewer, article),
+            "can_give": gifts.may_give(viewer, article),
+        }
+    return _render_article(article, viewer, full_text=access is Access.FULL, **extra)
+
+
+def _render_article(article: Article, viewer: User | None, *, full_text: bool, **extra: Any) -> str:
+    """The article page (and the gift page): the teaser, or the full text for those who may read."""
     teaser = TEASER.dump(article)
-    # Two templates: the locked one is never handed the full article.
-    full = FULL.dump(article) if access is Access.FULL else None
-    offer = None if full else paywall_offer(viewer, article)
-    own_gifts = None
-    can_give = False
-    if full and viewer is not None and not article.is_free:
-        own_gifts = gifts.gifts_of(viewer, article)
-        can_give = gifts.may_give(viewer, article)
+    common: dict[str, Any] = {
+        "article": teaser,
+        "free": article.is_free,
+        "published": article.is_published,
+        "withdrawn": article.status == STATUS_WITHDRAWN,
+        "paywall_class": PAYWALL_SELECTOR.lstrip("."),
+        **extra,
+    }
+    if not full_text:
+        # Two templates: the locked one is never handed the full article.
+        return render_template(
+            "article_teaser.html",
+            structured_data=structured_data(teaser, article.is_free),
+            offer=paywall_offer(viewer, article),
+            corrections=corrections(article),
+            **common,
+        )
+    full = FULL.dump(article)
+    report = full["verification"]
+    body, marked = mark_quotes(full["body_html"], report.get("claims") or [])
+    data = structured_data(teaser, article.is_free)
+    if report.get("claims"):
+        # ClaimReview only here: the claims are part of what is sold.
+        data["review"] = claim_reviews(report, teaser["url"], teaser["published_at"])
     return render_template(
-        "article_full.html" if full else "article_teaser.html",
-        article=teaser,
+        "article_full.html",
         full=full,
-        free=article.is_free,
-        published=article.is_published,
-        structured_data=structured_data(teaser, article.is_free),
-        paywall_class=PAYWALL_SELECTOR.lstrip("."),
-        offer=offer,
-        gifts=own_gifts,
-        can_give=can_give,
+        body=body,
+        marked=marked,
+        structured_data=data,
+        corrections=full["corrections"],
+        signs=VERDICT_SIGNS,
+        **common,
     )
 
 
@@ -160,19 +191,12 @@ def _gift_response(token: str, *, claim: bool) -> Response:
         if exc.status == 404:
             abort(404)
         raise
-    article = opening.article
-    teaser = TEASER.dump(article)
-    full = FULL.dump(article) if opening.access is Access.FULL else None
-    notice = "full" if full else ("claim" if opening.can_claim else "used")
-    body = render_template(
-        "article_full.html" if full else "article_teaser.html",
-        article=teaser,
-        full=full,
-        free=article.is_free,
-        published=article.is_published,
-        structured_data=structured_data(teaser, article.is_free),
-        paywall_class=PAYWALL_SELECTOR.lstrip("."),
-        offer=None if full else paywall_offer(viewer, article),
+    full_text = opening.access is Access.FULL
+    notice = "full" if full_text else ("claim" if opening.can_claim else "used")
+    body = _render_article(
+        opening.article,
+        viewer,
+        full_text=full_text,
         gift_notice=notice,
         gift_token=token,
         noindex=True,
@@ -241,10 +265,17 @@ def revoke_gift(gift_id: int) -> WerkzeugResponse:
 def library_page() -> str:
     reader = current_user._get_current_object()
     items = services.library(reader)
+    notices = library_notices(reader)
     return render_template(
         "library.html",
         items=[
-            {"article": TEASER.dump(i.article), "acquired_at": i.acquired_at, "source": i.source}
+            {
+                "article": TEASER.dump(i.article),
+                "acquired_at": i.acquired_at,
+                "source": i.source,
+                "notices": notices.get(i.article.id, []),
+                "withdrawn": i.article.status == STATUS_WITHDRAWN,
+            }
             for i in items
         ],
         feed_url=absolute_url("catalog.private_feed_xml", secret=private_feed.feed_secret(reader)),
@@ -262,7 +293,8 @@ def renew_feed() -> WerkzeugResponse:
 def verification_page() -> str:
     if _viewer() is None:
         mark_public()
-    return render_template("verification.html")
+    site = absolute_url("catalog.front_page")
+    return render_template("verification.html", snippet=check_program(site))
 
 
 @bp.get("/feed.xml")
@@ -299,3 +331,27 @@ def sitemap() -> Response:
         ],
     )
     return Response(body, mimetype="application/xml")
+
+
+@bp.get("/llms.txt")
+def llms() -> Response:
+    mark_public()  # teasers, prices and verdict counts: the same for everyone
+    body = llms_txt(current_app.config["SITE_NAME"], services.all_published())
+    return Response(body, mimetype="text/plain")
+
+
+@bp.get("/robots.txt")
+def robots() -> Response:
+    mark_public()
+    body = (
+        "User-agent: *\n"
+        "Allow: /\n"
+        "Disallow: /wallet\n"
+        "Disallow: /library\n"
+        "Disallow: /account\n"
+        "Disallow: /gift/\n"
+        "Disallow: /feed/\n"
+        "Disallow: /publisher\n"
+        f"\nSitemap: {absolute_url('catalog.sitemap')}\n"
+    )
+    return Response(body, mimetype="text/plain")

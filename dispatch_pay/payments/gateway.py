@@ -69,6 +69,9 @@ class Intent:
     fee: Fee | None = None
     # Stripe's code for why the last payment attempt failed (last_payment_error.code).
     failure_code: str | None = None
+    # The card that paid (latest_charge.payment_method_details.card), for receipts.
+    card_brand: str | None = None
+    card_last4: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ class PaymentGateway(Protocol):
 
     def charge_fee(self, payment_intent_id: str) -> Fee | None:
         """Stripe's fee for the PaymentIntent's latest charge; None while it is unknown."""
+        ...
+
+    def refund(self, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
+        """Refund `amount` of a PaymentIntent's charge to its card; the Refund's id."""
         ...
 
     def publishable_key(self) -> str | None: ...

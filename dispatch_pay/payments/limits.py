@@ -45,14 +45,13 @@ def selected_preset(offer: dict[str, Any], requested: int | None = None) -> int:
     return TOPUP_SUGGESTED if TOPUP_SUGGESTED in presets else presets[0]
 
 
+def topup_range_message(currency: str) -> str:
+    """What a refused top-up amount is told, on the wallet page and in the API alike."""
+    low = format_money(topup_minimum(currency), currency)
+    return f"A top-up is between {low} and {format_money(TOPUP_MAXIMUM, currency)}."
+
+
 def validate_topup_amount(amount: int, currency: str) -> None:
-    minimum = topup_minimum(currency)
-    if amount < minimum or amount > TOPUP_MAXIMUM:
-        raise invalid_fields(
-            {
-                "amount": [
-                    f"A top-up is between {format_money(minimum, currency)} and "
-                    f"{format_money(TOPUP_MAXIMUM, currency)}."
-                ]
-            }
-        )
+    """Stripe's minimum charge for the currency up to TOPUP_MAXIMUM, or a 422 on `amount`."""
+    if amount < topup_minimum(currency) or amount > TOPUP_MAXIMUM:
+        raise invalid_fields({"amount": [topup_range_message(currency)]})

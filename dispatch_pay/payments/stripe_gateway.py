@@ -97,10 +97,24 @@ def _id_of(value: Any) -> str | None:
     return str(value) if value else None
 
 
+def card_from_charge(charge: Any) -> tuple[str | None, str | None]:
+    """(brand, last four) of the card that paid an expanded Charge, when Stripe says."""
+    details = charge.get("payment_method_details") if isinstance(charge, dict) else None
+    card = details.get("card") if isinstance(details, dict) else None
+    if not isinstance(card, dict):
+        return None, None
+    brand, last4 = card.get("brand"), card.get("last4")
+    return (
+        str(brand)[:20] if isinstance(brand, str) and brand else None,
+        last4 if isinstance(last4, str) and len(last4) == 4 and last4.isdigit() else None,
+    )
+
+
 def intent_from_payload(data: dict[str, Any]) -> Intent:
     """Build an Intent from a PaymentIntent as Stripe serialises it (API or event)."""
     charge = data.get("latest_charge")
     charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    card_brand, card_last4 = card_from_charge(charge)
     return Intent(
         id=str(data["id"]),
         status=str(data.get("status") or ""),
@@ -113,6 +127,8 @@ def intent_from_payload(data: dict[str, Any]) -> Intent:
         livemode=bool(data.get("livemode", False)),
         fee=fee_from_charge(charge),
         failure_code=_failure_code(data.get("last_payment_error")),
+        card_brand=card_brand,
+        card_last4=card_last4,
     )
 
 
@@ -239,6 +255,18 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise PaymentProviderUnavailable(str(exc)) from exc
         return intent_from_payload(pi.to_dict())
+
+    def refund(self, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
+        try:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": payment_intent_id, "amount": amount},
+                options={"idempotency_key": idempotency_key},
+            )
+        except (stripe.InvalidRequestError, stripe.CardError) as exc:
+            raise PaymentRequestRejected(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+        return str(refund.id)
 
     def charge_fee(self, payment_intent_id: str) -> Fee | None:
         """The fee of the PaymentIntent's latest charge, from its balance transaction (one

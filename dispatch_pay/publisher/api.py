@@ -63,13 +63,21 @@ def update_article(slug: str) -> Response:
 
 @bp.put("/articles/<slug>/verification")
 @operation(
-    "Attach the verifier's report to the article's newest text",
+    "Attach the verifier's report to the text it checked",
     auth="publisher",
     body=ReportInputSchema,
     response=StoredReportSchema,
+    description="The report binds to the newest text, or to the live text when "
+    "`body_sha256` names it. A report for the live text replaces the live report: the "
+    "change is signed into the article's manifest chain and listed in its `corrections`; "
+    "with a contradicted claim the article leaves the catalog at once (its buyers keep "
+    "it) until a text that passes the gate is published.",
     errors={
         409: "`verification_missing` (no text), `verification_stale` (`body_sha256` "
-        "is not the newest text's)."
+        "is neither the newest nor the live text's).",
+        422: "`invalid_fields` (duplicated claims, a verdict outside the four, a source "
+        "URL that is not http(s), `checked_at` in the future), `quote_not_found` (a "
+        "`quote` that is not a passage of the text).",
     },
 )
 def put_verification(slug: str) -> Response:

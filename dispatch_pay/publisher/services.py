@@ -13,6 +13,11 @@ from sqlalchemy.orm import selectinload
 
 from dispatch_pay.catalog.markdown import normalise_text, render_markdown, text_sha256
 from dispatch_pay.errors import DomainError
+from dispatch_pay.verification.manifests import (
+    lock_article,
+    record_publication,
+    record_unpublished,
+)
 from dispatch_pay.verification.services import publishable_revision
 from models import (
     STATUS_DRAFT,
@@ -270,20 +275,27 @@ def publish_blocker(article: Article) -> DomainError | None:
 
 
 def publish(article: Article) -> Article:
+    """Put the newest checked text on sale, and sign what changed into its manifest chain."""
+    lock_article(article)  # a report attached at the same moment is seen, or comes after
     revision = publishable_revision(article)
+    was_status, was_live = article.status, article.live_revision_id
     article.live_revision = revision
     article.status = STATUS_PUBLISHED
     if article.published_at is None:
         article.published_at = utcnow()
     article.updated_at = utcnow()
     db.session.flush()
+    record_publication(article, was_status, was_live)
     return article
 
 
 def unpublish(article: Article) -> Article:
+    lock_article(article)
+    was_status = article.status
     article.status = STATUS_DRAFT
     article.updated_at = utcnow()
     db.session.flush()
+    record_unpublished(article, was_status)
     return article
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from marshmallow import Schema, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
@@ -31,9 +40,10 @@ from dispatch_pay.publisher.schemas import (
     SalesQuerySchema,
     TokenFormSchema,
 )
+from dispatch_pay.verification.manifests import manifest_chain, manifest_document
 from dispatch_pay.verification.schemas import ReportInputSchema, full_report, summary_line
 from dispatch_pay.verification.services import attach_report, verification_state
-from models import Article, User
+from models import STATUS_WITHDRAWN, Article, User
 
 bp = Blueprint("publisher", __name__, url_prefix="/publisher")
 
@@ -102,7 +112,8 @@ def bulk_price() -> Page:
         flash("Prices not changed: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
         return redirect(url_for(".dashboard"))
     changed = services.set_prices(data["articles"], data["amount"], data["currency"], _me())
-    flash(f"New price set for {len(changed)} article(s).")
+    noun = "article" if len(changed) == 1 else "articles"
+    flash(f"New price set for {len(changed)} {noun}.")
     return redirect(url_for(".dashboard"))
 
 
@@ -160,21 +171,57 @@ def _editor(
 
 @bp.get("/articles/<slug>")
 def article(slug: str) -> Page:
-    return _article_page(find_article(slug))
+    flashed: list[tuple[str, Any]] = get_flashed_messages(True, REFUSALS)  # type: ignore[assignment]
+    refused = dict(flashed)
+    return _article_page(
+        find_article(slug),
+        report_errors=refused.get("report_errors"),
+        price_errors=refused.get("price_errors"),
+        publish_error=refused.get("publish_error"),
+    )
+
+
+# A refused form on the article page is flashed and redirected to (POST, redirect, GET):
+# the browser never stays on a POST-only URL that a reload would submit again.
+REFUSALS = ["report_errors", "price_errors", "publish_error"]
+
+
+FLASHED_MESSAGES, FLASHED_CHARS = 10, 300
+
+
+def _refused(article: Article, category: str, detail: Any, anchor: str) -> BaseResponse:
+    """Flash the refusal and redirect to the article's page, at the form that was refused.
+
+    The flash travels in the session cookie: a report with thousands of faults is cut to
+    its first few messages, so the cookie stays far below the 4 KB browsers keep.
+    """
+    if isinstance(detail, dict):
+        items = [
+            (k, m[:FLASHED_CHARS]) for k, v in sorted(detail.items()) for m in flat_messages(v)
+        ]
+        detail = {}
+        for key, message in items[:FLASHED_MESSAGES]:
+            detail.setdefault(key, []).append(message)
+        if len(items) > FLASHED_MESSAGES:
+            detail.setdefault("_schema", []).append(
+                f"{len(items) - FLASHED_MESSAGES} more problems are not listed here."
+            )
+    else:
+        detail = str(detail)[:FLASHED_CHARS]
+    flash(detail, category)
+    return redirect(url_for(".article", slug=article.slug, _anchor=anchor))
 
 
 def _article_page(
     article: Article,
     *,
-    status: int = 200,
     report_errors: dict[str, list[str]] | None = None,
-    report_text: str = "",
     price_errors: dict[str, list[str]] | None = None,
-    publish_error: DomainError | None = None,
-) -> tuple[str, int]:
+    publish_error: str | None = None,
+) -> str:
     latest = article.latest_revision
     blocker = services.publish_blocker(article)
-    html = render_template(
+    return render_template(
         "publisher/article.html",
         article=article,
         state=verification_state(article),
@@ -186,10 +233,24 @@ def _article_page(
         history=services.price_history(article),
         currencies=sorted(CURRENCIES),
         report_errors=report_errors or {},
-        report_text=report_text,
         price_errors=price_errors or {},
+        manifests=manifest_chain(article),
     )
-    return html, status
+
+
+@bp.get("/articles/<slug>/manifests/<int:sequence>.json")
+def download_manifest(slug: str, sequence: int) -> Response:
+    """One signed manifest of the chain, as the file anyone can check."""
+    article = find_article(slug)
+    manifest = next((m for m in manifest_chain(article) if m.sequence == sequence), None)
+    if manifest is None:
+        raise DomainError("not_found", "No such manifest.", status=404)
+    name = f"{article.slug}-manifest-{sequence}.json"
+    return Response(
+        json.dumps(manifest_document(manifest), indent=2, sort_keys=True),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @bp.route("/articles/<slug>/edit", methods=["GET", "POST"])
@@ -228,12 +289,15 @@ def set_price(slug: str) -> Page:
         if request.form.get("next") == "dashboard":
             flash(f"Price of '{article.title}' not changed: " + " ".join(flat_messages(errors)))
             return redirect(url_for(".dashboard"))
-        return _article_page(article, status=422, price_errors=errors)
+        return _refused(article, "price_errors", errors, "price")
     if services.set_price(article, data["amount"], data["currency"], _me()):
         flash(f"Price of '{article.title}' changed. Past purchases keep what they paid.")
     if request.form.get("next") == "dashboard":
         return redirect(url_for(".dashboard"))
     return redirect(url_for(".article", slug=article.slug))
+
+
+ANCHOR = "verification"
 
 
 @bp.post("/articles/<slug>/verification")
@@ -243,20 +307,24 @@ def attach_verification(slug: str) -> Page:
     try:
         payload = json.loads(text) if text.strip() else None
     except ValueError as exc:
-        errors = {"report": [f"Not valid JSON: {exc}"]}
-        return _article_page(article, status=422, report_errors=errors, report_text=text)
+        return _refused(article, "report_errors", {"report": [f"Not valid JSON: {exc}"]}, ANCHOR)
     if not isinstance(payload, dict):
         errors = {"report": ["Paste the report's JSON object, or choose a .json file."]}
-        return _article_page(article, status=422, report_errors=errors, report_text=text)
+        return _refused(article, "report_errors", errors, ANCHOR)
     data, errors = _form(ReportInputSchema(), payload)
     if errors:
-        return _article_page(article, status=422, report_errors=errors, report_text=text)
+        return _refused(article, "report_errors", errors, ANCHOR)
     try:
         attach_report(article, data)
     except DomainError as exc:
-        errors = {"report": [exc.message]}
-        return _article_page(article, status=exc.status, report_errors=errors, report_text=text)
-    flash("Report attached to the current text.")
+        return _refused(article, "report_errors", {"report": [exc.message]}, ANCHOR)
+    if article.status == STATUS_WITHDRAWN:
+        flash(
+            "Report attached. It finds a contradicted claim in the live text: the article "
+            "is off sale until a corrected text is checked and published."
+        )
+    else:
+        flash("Report attached to the current text.")
     return redirect(url_for(".article", slug=article.slug))
 
 
@@ -277,7 +345,7 @@ def publish(slug: str) -> Page:
     try:
         services.publish(article)
     except DomainError as exc:
-        return _article_page(article, status=exc.status, publish_error=exc)
+        return _refused(article, "publish_error", exc.message, "publishing")
     flash(f"'{article.title}' is live.")
     return redirect(url_for(".article", slug=article.slug))
 

@@ -6,25 +6,28 @@ from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from dispatch_pay.accounts import spending_cap
-from dispatch_pay.accounts.auth import api_blueprint, require_user
+from dispatch_pay.accounts.auth import agent_token, api_blueprint, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.catalog.services import find_article
+from dispatch_pay.catalog.schemas import FullArticleSchema
+from dispatch_pay.catalog.services import article_for_reader, find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
-from dispatch_pay.money import money
+from dispatch_pay.money import Money, money
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.gateway import (
     PaymentProviderUnavailable,
     PaymentRequestRejected,
     current_gateway,
 )
-from dispatch_pay.wallet import crediting, ledger
+from dispatch_pay.wallet import checkout, crediting, ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
     InsufficientFundsSchema,
     PurchaseListSchema,
+    PurchaseQuerySchema,
+    PurchaseRequestSchema,
     PurchaseResultSchema,
     TopUpCreatedSchema,
     TopUpRequestSchema,
@@ -57,31 +60,37 @@ def get_wallet() -> Response:
 @bp.post("/articles/<slug>/purchase")
 @operation(
     "Buy an article from the wallet (201), or get the existing purchase (200)",
+    body=PurchaseRequestSchema,
+    query=PurchaseQuerySchema,
     response=PurchaseResultSchema,
     status=(200, 201),
-    description="The wallet is debited the current price once; buying again debits nothing.",
+    description="The wallet is debited the current price once; buying again debits nothing. "
+    "With `?include=article` the answer also holds `article`, the full article as GET "
+    "answers it (buy and read in one request). Agent tokens buy within their budget.",
     error_bodies={402: InsufficientFundsSchema},
     errors={
-        402: "`insufficient_funds`: `shortfall` and a `topup` offer.",
+        402: "`insufficient_funds`: `shortfall` and a `topup` offer; `budget_exceeded` "
+        "(agent tokens: over `max_price` or today's `daily_limit`).",
         403: "Publishers read everything already.",
-        409: "`wallet_frozen` (a dispute is open or the balance is negative), `article_free`.",
+        409: "`price_changed` (with the current `offer`), `wallet_frozen` (a dispute is open "
+        "or the balance is negative), `article_free`.",
     },
 )
 def purchase_article(slug: str) -> ResponseReturnValue:
     user = require_user()
-    try:
-        result = wallet_services.purchase_article(user, find_article(slug))
-    except DomainError as exc:
-        if exc.code == "insufficient_funds" and current_gateway() is None:
-            # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,
-            # Configuration): the 402 keeps its contract shape, but must not send the reader
-            # to a top-up that can only answer 503.
-            exc.message = (
-                "Your wallet does not cover this dispatch, and top-ups are not available: "
-                "Stripe is not configured on this server."
-            )
-        raise
-    return jsonify(_purchase_result(result)), 201 if result.created else 200
+    data = load_json(PurchaseRequestSchema())
+    include = load_query(PurchaseQuerySchema())["include"]
+    expected = data["expected_price"]
+    result = checkout.buy(
+        user,
+        find_article(slug),
+        agent_token=agent_token(),
+        expected_price=Money(expected["amount"], expected["currency"]) if expected else None,
+    )
+    body = _purchase_result(result)
+    if include == "article":
+        body["article"] = FullArticleSchema().dump(article_for_reader(user, slug))
+    return jsonify(body), 201 if result.created else 200
 
 
 def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:

@@ -18,6 +18,7 @@ from dispatch_pay.money import format_money
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import Intent, PaymentGateway
+from dispatch_pay.payments.receipts import queue_receipt
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.services import purchase_article
 from models import ENTRY_TOPUP, Article, TopUp, TopUpStatus, db, utcnow
@@ -65,6 +66,7 @@ def credit_ours(ours: payments.OurIntent) -> bool:
     topup.failure_code = None
     if intent.fee is not None:
         record_fee(topup.id, intent.fee)
+    queue_receipt(topup, intent.card_brand, intent.card_last4)
     _buy_oncredit_ours(topup, ours)
     db.session.flush()
     return True

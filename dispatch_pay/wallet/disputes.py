@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from dispatch_pay.payments.receipts import queue_card_refund_note
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
     ENTRY_DISPUTE,
@@ -63,6 +64,7 @@ def record_card_refund(topup: TopUp, amount_refunded: int) -> int:
     new = amount_refunded - already
     if new <= 0:
         return 0
+    queue_card_refund_note(topup, new)
     return _claw_back(
         topup,
         ENTRY_TOPUP_REFUNDED,
@@ -125,3 +127,13 @@ def close_dispute(
     if not won:
         _claw_back(topup, ENTRY_DISPUTE, dispute.amount, stripe_dispute_id)
     return str(dispute.outcome)
+
+
+def card_refund_room(topup: TopUp) -> tuple[int, int]:
+    """(refunded to the card so far, still refundable) of a credited top-up."""
+    assert topup.payment_intent_id is not None
+    refunded = _clawed_back(topup.payment_intent_id, (ENTRY_TOPUP_REFUNDED,))
+    room = _credited(topup.payment_intent_id) - _clawed_back(
+        topup.payment_intent_id, (ENTRY_TOPUP_REFUNDED, ENTRY_DISPUTE)
+    )
+    return refunded, max(room, 0)

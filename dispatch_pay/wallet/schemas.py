@@ -13,6 +13,7 @@ from marshmallow import (
 )
 
 from dispatch_pay.api.openapi import ErrorSchema
+from dispatch_pay.catalog.schemas import FullArticleSchema
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, MajorUnits, MoneySchema, money
 from dispatch_pay.payments.limits import TOPUP_MAXIMUM
 from models import Article, LedgerEntry, Purchase, TopUp, Wallet
@@ -38,6 +39,30 @@ class TopUpRequestSchema(Schema):
         load_default=None, allow_none=True, validate=validate.Length(min=3, max=255)
     )
     buy = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=120))
+
+
+class ExpectedPriceSchema(MoneySchema):
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=0, max=2**31 - 1, error="Must be at least {min}."),
+    )
+
+
+class PurchaseRequestSchema(Schema):
+    expected_price = fields.Nested(
+        ExpectedPriceSchema,
+        load_default=None,
+        metadata={"description": "the price the buyer was shown; 409 `price_changed` if moved"},
+    )
+
+
+class PurchaseQuerySchema(Schema):
+    include = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["article"]),
+        metadata={"description": "`article`: answer the full article too (buy and read)"},
+    )
 
 
 class IdempotencyHeaderSchema(Schema):
@@ -157,6 +182,10 @@ class InsufficientFundsSchema(ErrorSchema):
 class PurchaseResultSchema(Schema):
     purchase = fields.Nested(PurchaseSchema, required=True)
     wallet = fields.Nested(BalanceSchema, required=True)
+    article = fields.Nested(
+        FullArticleSchema,
+        metadata={"description": "with `?include=article`: the full article as GET answers it"},
+    )
 
 
 class PurchaseListSchema(Schema):
@@ -234,3 +263,13 @@ class DailyCapFormSchema(Schema):
         if not str(data.get("daily_cap", "")).strip():
             data["daily_cap"] = None
         return data
+
+
+class TopUpAmountFormSchema(Schema):
+    """The wallet page's "Other amount" field, typed in major units ("7.50")."""
+
+    amount = MajorUnits(
+        required=True,
+        data_key="other",
+        error_messages={"invalid": "Enter an amount like 7.50."},
+    )

@@ -11,13 +11,17 @@ from sqlalchemy.orm import joinedload
 from dispatch_pay.accounts.spending_cap import check_daily_cap
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError, invalid_fields
+from dispatch_pay.money import Money
 from dispatch_pay.payments.limits import topup_offer
+from dispatch_pay.payments.receipts import queue_purchase_refund_note
+from dispatch_pay.wallet.budgets import check_agent_budget, lock_agent_token
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
     ENTRY_PURCHASE,
     ENTRY_REFUND,
     PURCHASE_ACTIVE,
     PURCHASE_REFUNDED,
+    ApiToken,
     Article,
     Entitlement,
     Purchase,
@@ -50,11 +54,19 @@ def active_purchase(user_id: int, article_id: int) -> Purchase | None:
     )
 
 
-def purchase_article(user: User, article: Article) -> PurchaseResult:
+def purchase_article(
+    user: User,
+    article: Article,
+    *,
+    agent_token: ApiToken | None = None,
+    expected_price: Money | None = None,
+) -> PurchaseResult:
     """Debit the current price and entitle the reader, in one transaction, exactly once.
 
-    Every way of buying (the API, the paywall's button, a top-up made to buy) comes here,
-    so the rules hold for all of them.
+    Every way of buying (the API, MCP, the paywall's button, a top-up made to buy) comes
+    here, so the rules hold for all of them. `expected_price` is the price the buyer was
+    shown (409 `price_changed` if it moved); an `agent_token` buys within its budget
+    (402 `budget_exceeded`).
     """
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
@@ -62,12 +74,20 @@ def purchase_article(user: User, article: Article) -> PurchaseResult:
         raise DomainError("not_found", "No such article.", status=404)
     if article.is_free:
         raise DomainError("article_free", "This dispatch is free to read.", status=409)
+    # Lock order: the agent token, then the wallet (nothing locks them the other way round).
+    token = lock_agent_token(agent_token.id) if agent_token is not None else None
     wallet = locked_wallet(user.id, article.price_currency)
     existing = active_purchase(user.id, article.id)
     if existing is not None:
         return PurchaseResult(existing, wallet, created=False)
+    if expected_price is not None and expected_price != Money(
+        article.price_amount, article.price_currency
+    ):
+        raise price_changed(article)
     if wallet.is_frozen:
         raise wallet_frozen()
+    if token is not None:
+        check_agent_budget(token, article)
     price = article.price_amount
     check_daily_cap(user.id, wallet, price)
     if wallet.balance < price:
@@ -89,6 +109,7 @@ def purchase_article(user: User, article: Article) -> PurchaseResult:
         amount=price,
         currency=wallet.currency,
         status=PURCHASE_ACTIVE,
+        agent_token_id=token.id if token is not None else None,
     )
     db.session.add(purchase)
     db.session.flush()
@@ -127,6 +148,15 @@ def _entitle(user_id: int, article_id: int, purchase_id: int) -> None:
     db.session.flush()
 
 
+def price_changed(article: Article) -> DomainError:
+    return DomainError(
+        "price_changed",
+        "The price changed since you saw it; nothing was charged. Check the new offer.",
+        status=409,
+        extra={"price": {"amount": article.price_amount, "currency": article.price_currency}},
+    )
+
+
 def wallet_frozen() -> DomainError:
     return DomainError(
         "wallet_frozen",
@@ -152,6 +182,10 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     purchase.refunded_by = RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
+    )
+    article = db.session.get(Article, purchase.article_id)
+    queue_purchase_refund_note(
+        purchase.user_id, article.title if article else "", purchase.amount, purchase.currency
     )
     db.session.execute(
         delete(Entitlement).where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
 from dispatch_pay.accounts import spending_cap
@@ -12,11 +13,19 @@ from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import load
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, format_money
 from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
-from dispatch_pay.payments.limits import preset_amounts, selected_preset, topup_offer
+from dispatch_pay.payments.limits import (
+    TOPUP_MAXIMUM,
+    preset_amounts,
+    selected_preset,
+    topup_minimum,
+    topup_offer,
+    topup_range_message,
+    validate_topup_amount,
+)
 from dispatch_pay.payments.services import find_topup
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
-from dispatch_pay.wallet.schemas import DailyCapFormSchema, wallet_view
+from dispatch_pay.wallet.schemas import DailyCapFormSchema, TopUpAmountFormSchema, wallet_view
 from models import Article, db
 
 bp = Blueprint("wallet", __name__)
@@ -30,7 +39,7 @@ def _payments_in_templates() -> dict[str, bool]:
 
 @bp.get("/wallet")
 @login_required
-def wallet_page() -> str:
+def wallet_page() -> tuple[str, int]:
     currency = request.args.get("currency", DEFAULT_CURRENCY)
     if currency not in CURRENCIES:
         currency = DEFAULT_CURRENCY
@@ -52,9 +61,10 @@ def wallet_page() -> str:
         except DomainError:
             buy = None
     offer = topup_offer(currency)
+    other, amount_error = _other_amount(request.args.get("other", ""), currency)
     gateway = current_gateway()
     cap = spending_cap.settings_of(current_user.id)
-    return render_template(
+    html = render_template(
         "wallet.html",
         daily_cap=(
             {"amount": cap.daily_cap_amount, "currency": cap.daily_cap_currency}
@@ -64,12 +74,32 @@ def wallet_page() -> str:
         wallet=view,
         currency=currency,
         presets=preset_amounts(offer),
-        selected=selected_preset(offer, request.args.get("amount", type=int)),
+        selected=other or selected_preset(offer, request.args.get("amount", type=int)),
+        other=request.args.get("other", "") if other or amount_error else "",
+        amount_error=amount_error,
+        range_message=topup_range_message(currency),
+        minimum=topup_minimum(currency),
+        maximum=TOPUP_MAXIMUM,
         buy=buy,
         payments_enabled=card_payments_enabled(),
         publishable_key=gateway.publishable_key() if gateway else None,
         stripe_js_url=gateway.js_url() if gateway else None,
     )
+    return (html, 422) if amount_error else (html, 200)
+
+
+def _other_amount(text: str, currency: str) -> tuple[int | None, str | None]:
+    """The "Other amount" field, checked as the top-up API checks it: (amount, error)."""
+    if not text.strip():
+        return None, None
+    try:
+        amount: int = TopUpAmountFormSchema().load({"other": text})["amount"]
+        validate_topup_amount(amount, currency)
+    except ValidationError as exc:
+        return None, " ".join(str(m) for m in exc.messages_dict.get("other", []))
+    except DomainError as exc:
+        return None, " ".join(exc.fields.get("amount", [exc.message]))
+    return amount, None
 
 
 @bp.post("/articles/<slug>/buy")

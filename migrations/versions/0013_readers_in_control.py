@@ -1,7 +1,7 @@
 """gift links, gift reads, private feeds, wallet settings (daily cap); gift reads per site and article
 
 Revision ID: 0013_readers_in_control
-Revises: 0008_status_enums
+Revises: 0011_agent_tokens
 Create Date: 2026-12-02 04:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision = "0013_readers_in_control"
-down_revision = "0008_status_enums"
+down_revision = "0011_agent_tokens"
 branch_labels = None
 depends_on = None
 

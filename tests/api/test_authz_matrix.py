@@ -1,10 +1,13 @@
-"""Authorization matrix: every route and method of the app, for four callers.
+"""Authorization matrix: every route and method of the app, for five callers.
 
-Callers: anonymous, a reader (who owns the objects in the URLs), another reader, and
-the publisher. API rows authenticate with bearer tokens; HTML rows log in through the
-login form. Each row is one line: the route as `METHOD /path/{param}` (the same text
-`openapi_path` makes of a url_map rule, so the row names the rule it covers) and what
-each caller gets, in the order of ACTORS:
+Callers: anonymous, a reader (who owns the objects in the URLs), another reader, the
+publisher, and an agent token of the reader. An agent token may only list, read and buy:
+its column defaults to 403 on every API route and to the anonymous answer elsewhere (a
+bearer token opens no page); a row names it (`agent=`) only where it is allowed.
+API rows authenticate with bearer tokens; HTML rows log in through the login form.
+Each row is one line: the route as `METHOD /path/{param}` (the same text `openapi_path`
+makes of a url_map rule, so the row names the rule it covers) and what each caller
+gets, in the order of ACTORS:
 
     Row("GET /api/v1/wallet", (401, 200, 200, 200)),
 
@@ -36,8 +39,6 @@ from werkzeug.test import TestResponse
 from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
 from dispatch_pay.catalog.gifts import create_gift, revoke_gift
 from dispatch_pay.catalog.private_feed import feed_secret, new_feed_secret
-from dispatch_pay.payments.gateway import Intent
-from dispatch_pay.wallet.crediting import credit_intent
 from dispatch_pay.wallet.services import purchase_article
 from models import (
     ApiToken,
@@ -49,14 +50,24 @@ from models import (
     Purchase,
     TopUp,
     User,
+    UserSession,
     Wallet,
     WalletSettings,
     db,
 )
-from tests.support.factories import PASSWORD, bearer, claims, make_article, make_token, make_user
+from tests.support.factories import (
+    PASSWORD,
+    bearer,
+    claims,
+    make_agent_token,
+    make_article,
+    make_token,
+    make_user,
+)
+from tests.support.wallet import credit_topup
 from tests.support.web import csrf_token_from, log_in
 
-ACTORS = ("anonymous", "reader", "other", "publisher")
+ACTORS = ("anonymous", "reader", "other", "publisher", "agent")
 LOGIN = "login"
 SECRET_TEXT = "Only-the-buyer-reads-this-sentence"
 _seq = itertools.count(1)
@@ -73,6 +84,7 @@ class Row:
     form: Body | None = None  # an HTML form (the CSRF token is added)
     stripe: bool = False  # needs the app configured with (local) Stripe
     values: dict[str, str] = field(default_factory=dict)  # {param} -> World.values key
+    agent: Expect | None = None  # the reader's agent token; None: see expected()
 
     @property
     def method(self) -> str:
@@ -81,6 +93,13 @@ class Row:
     @property
     def path(self) -> str:
         return self.route.split(" ", 1)[1]
+
+    def expected(self, actor: str) -> Expect:
+        if actor != "agent":
+            return self.expect[ACTORS.index(actor)]
+        if self.agent is not None:
+            return self.agent
+        return 403 if self.path.startswith("/api/v1/") else self.expect[0]
 
 
 @dataclass
@@ -109,7 +128,7 @@ def report(_actor: str, _world: World) -> dict[str, Any]:
 
 def credentials(actor: str, world: World) -> dict[str, Any]:
     """The actor's own login; anonymous knows the reader's email but not the password."""
-    if actor == "anonymous":
+    if actor in ("anonymous", "agent"):
         return {"email": world.users["reader"].email, "password": "not the password"}
     return {"email": world.users[actor].email, "password": PASSWORD}
 
@@ -166,7 +185,39 @@ def daily_cap_form(_actor: str, _world: World) -> dict[str, Any]:
     return {"daily_cap": "5.00", "currency": "usd"}
 
 
+def agent_budget(_actor: str, _world: World) -> dict[str, Any]:
+    return {
+        "name": "research agent",
+        "max_price": {"amount": 100, "currency": "usd"},
+        "daily_limit": {"amount": 500, "currency": "usd"},
+    }
+
+
+def agent_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"name": "research agent", "max_price": "1.00", "daily_limit": "5.00"}
+
+
 TOPUP_RESULT = {"payment_intent_id": "topup_id"}
+
+
+def link_request_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"email": _email()}
+
+
+def password_change_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"current_password": PASSWORD, "new_password": PASSWORD}
+
+
+def email_change_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"email": _email(), "password": PASSWORD}
+
+
+BOGUS_LINK = {"token": "bogus_token"}
+
+
+def account_password(_actor: str, _world: World) -> dict[str, Any]:
+    return {"password": PASSWORD}
+
 
 MATRIX: list[Row] = [
     # Pages anyone may see.
@@ -175,8 +226,11 @@ MATRIX: list[Row] = [
     Row("GET /verification", (200, 200, 200, 200)),
     Row("GET /feed.xml", (200, 200, 200, 200)),
     Row("GET /sitemap.xml", (200, 200, 200, 200)),
+    Row("GET /llms.txt", (200, 200, 200, 200)),
+    Row("GET /robots.txt", (200, 200, 200, 200)),
     Row("GET /healthz", (200, 200, 200, 200)),
     Row("GET /static/{filename}", (200, 200, 200, 200)),
+    Row("GET /favicon.ico", (200, 200, 200, 200)),
     Row("GET /api/openapi.json", (200, 200, 200, 200)),
     Row("GET /api/docs", (200, 200, 200, 200)),
     Row("GET /signup", (200, 200, 200, 200)),
@@ -191,6 +245,14 @@ MATRIX: list[Row] = [
     # Someone else's (or an unknown) payment: the same neutral redirect to one's own wallet.
     Row("GET /wallet/topups/{payment_intent_id}/done", (LOGIN, 302, 302, 302), values=TOPUP_RESULT),
     Row("POST /articles/{slug}/buy", (LOGIN, 302, 302, 302), form=nothing, values=FOR_SALE),
+    # A reader's agents, managed on the wallet page.
+    Row("POST /wallet/agent-tokens", (LOGIN, 201, 201, 403), form=agent_form),
+    Row(
+        "POST /wallet/agent-tokens/{token_id}/revoke",
+        (LOGIN, 302, 404, 404),
+        form=nothing,
+        values={"token_id": "agent_token_id"},
+    ),
     # Stripe authenticates by signature, nobody by session or token.
     Row("POST /webhooks/stripe", (400, 400, 400, 400), json=nothing, stripe=True),
     # Accounts API.
@@ -199,13 +261,31 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/tokens", (401, 200, 200, 200)),
     Row("DELETE /api/v1/tokens/{token_id}", (401, 200, 404, 404)),
     Row("GET /api/v1/me", (401, 200, 200, 200)),
+    # Agent tokens: the reader's own business (an agent cannot give itself more budget).
+    Row("POST /api/v1/agent-tokens", (401, 201, 201, 403), json=agent_budget),
+    Row("GET /api/v1/agent-tokens", (401, 200, 200, 403)),
+    Row(
+        "DELETE /api/v1/agent-tokens/{token_id}",
+        (401, 200, 404, 403),
+        values={"token_id": "agent_token_id"},
+    ),
+    Row("GET /api/v1/me/export", (401, 200, 200, 200)),
+    # The reader has a balance, which this app (no Stripe) cannot refund: 503, nothing
+    # deleted. The other reader has none and is deleted; publishers are closed by operators.
+    Row("DELETE /api/v1/me", (401, 503, 200, 403), json=account_password),
+    Row("POST /account/delete", (LOGIN, 302, 302, 302), form=account_password),
+    Row("GET /api/v1/wallet/receipts/{topup_id}", (401, 200, 404, 404)),
+    Row("GET /wallet/receipts/{topup_id}", (LOGIN, 200, 404, 404)),
     # Reading.
-    Row("GET /api/v1/articles", (200, 200, 200, 200)),
-    Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200)),
-    Row("GET /api/v1/library", (401, 200, 200, 200)),
+    Row("GET /api/v1/articles", (200, 200, 200, 200), agent=200),
+    Row("GET /api/v1/articles/{slug}", (402, 200, 402, 200), agent=200),
+    Row("GET /api/v1/library", (401, 200, 200, 200), agent=200),
+    # Verification anyone can check: hashes and counts, no part of what is sold.
+    Row("GET /api/v1/articles/{slug}/manifest", (200, 200, 200, 200), agent=200),
+    Row("GET /.well-known/dispatch-keys.json", (200, 200, 200, 200)),
     # Wallet and purchases.
     Row("GET /api/v1/wallet", (401, 200, 200, 200)),
-    Row("POST /api/v1/articles/{slug}/purchase", (401, 201, 402, 403), values=FOR_SALE),
+    Row("POST /api/v1/articles/{slug}/purchase", (401, 201, 402, 403), values=FOR_SALE, agent=201),
     Row("GET /api/v1/purchases", (401, 200, 200, 200)),
     Row("POST /api/v1/purchases/{purchase_id}/refund", (401, 200, 404, 200)),
     Row("POST /api/v1/wallet/topups", (401, 201, 201, 201), json=topup, stripe=True),
@@ -222,12 +302,30 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/publisher/articles", (401, 403, 403, 200)),
     Row("GET /api/v1/publisher/articles/{slug}", (401, 403, 403, 200)),
     Row("GET /api/v1/publisher/sales", (401, 403, 403, 200)),
+    # Mailed links and the account page.
+    Row("GET /login/link", (200, 200, 200, 200)),
+    Row("POST /login/link", (200, 200, 200, 200), form=link_request_form),
+    Row("GET /login/link/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /login/link/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /password/reset", (200, 200, 200, 200)),
+    Row("POST /password/reset", (200, 200, 200, 200), form=link_request_form),
+    Row("GET /password/reset/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /password/reset/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /account/email/{token}", (400, 400, 400, 400), values=BOGUS_LINK),
+    Row("POST /account/email/{token}", (400, 400, 400, 400), form=nothing, values=BOGUS_LINK),
+    Row("GET /account", (LOGIN, 200, 200, 200)),
+    Row("POST /account/password", (LOGIN, 302, 302, 302), form=password_change_form),
+    Row("POST /account/email", (LOGIN, 302, 302, 302), form=email_change_form),
+    # The reader's session on another browser: only the reader may end it.
+    Row("POST /account/sessions/{session_id}/end", (LOGIN, 302, 404, 404), form=nothing),
+    Row("POST /account/sessions/end-all", (LOGIN, 302, 302, 302), form=nothing),
     # The publisher's dashboard.
     Row("GET /publisher", (LOGIN, 403, 403, 200)),
     Row("GET /publisher/articles/new", (LOGIN, 403, 403, 200)),
     Row("POST /publisher/articles/new", (LOGIN, 403, 403, 302), form=article_form),
     Row("GET /publisher/articles/{slug}", (LOGIN, 403, 403, 200)),
     Row("GET /publisher/articles/{slug}/edit", (LOGIN, 403, 403, 200)),
+    Row("GET /publisher/articles/{slug}/manifests/{sequence}.json", (LOGIN, 403, 403, 200)),
     Row(
         "POST /publisher/articles/{slug}/edit",
         (LOGIN, 403, 403, 302),
@@ -287,18 +385,7 @@ MATRIX: list[Row] = [
 
 def fund(user: User, amount: int) -> str:
     """Credit a succeeded top-up the way the webhook would; returns its PaymentIntent id."""
-    intent_id = f"pi_matrix_{user.id}_{next(_seq)}"
-    credit_intent(
-        Intent(
-            id=intent_id,
-            status="succeeded",
-            amount=amount,
-            currency="usd",
-            metadata={"dispatch_reader": str(user.id), "dispatch_purpose": "wallet_topup"},
-        )
-    )
-    db.session.commit()
-    return intent_id
+    return credit_topup(user, amount, f"pi_matrix_{user.id}_{next(_seq)}")
 
 
 def build_world() -> World:
@@ -308,6 +395,8 @@ def build_world() -> World:
         "publisher": make_user(_email(), role="publisher"),
     }
     tokens = {actor: make_token(user) for actor, user in users.items()}
+    tokens["agent"] = make_agent_token(users["reader"])
+    spare_agent = make_agent_token(users["reader"])
     owned = make_article(body=f"{SECRET_TEXT} The full text.", price=39)
     for_sale = make_article(price=39)
     draft = make_article(published=False, verdicts=("supported",))
@@ -326,6 +415,7 @@ def build_world() -> World:
         "for_sale": for_sale.slug,
         "draft": draft.slug,
         "token_id": spare.id,
+        "agent_token_id": _token_id(spare_agent),
         "token_prefix": spare.prefix,
         "purchase_id": purchase.id,
         "topup_id": topup_id,
@@ -333,8 +423,18 @@ def build_world() -> World:
         "revoked_gift_token": revoked_gift.token,
         "gift_id": live_gift.gift.id,
         "secret": old_feed_secret,
+        "sequence": 1,  # the owned article's first signed manifest
+        "session_id": _session_elsewhere(users["reader"]),
+        "bogus_token": "not-a-link-we-sent",
     }
     return World(users=users, tokens=tokens, values=values)
+
+
+def _session_elsewhere(user: User) -> int:
+    record = UserSession(user_id=user.id, token_hash=f"{user.id:064d}", user_agent="Elsewhere")
+    db.session.add(record)
+    db.session.commit()
+    return record.id
 
 
 def _token_id(secret: str) -> int:
@@ -391,18 +491,20 @@ def call(client: FlaskClient, row: Row, actor: str, world: World) -> TestRespons
         headers = bearer(world.tokens[actor]) if actor != "anonymous" else {}
         payload = row.json(actor, world) if row.json else None
         return client.open(url, method=row.method, json=payload, headers=headers)
-    if actor != "anonymous":
+    # A bearer token on a page is no login: the agent is anonymous there, with its header.
+    headers = bearer(world.tokens[actor]) if actor == "agent" else {}
+    if actor not in ("anonymous", "agent"):
         log_in(client, world.users[actor])
     if row.form is not None:
         form = {**(row.form(actor, world) or {}), "csrf_token": csrf_token_from(client)}
-        return client.open(url, method=row.method, data=form)
+        return client.open(url, method=row.method, data=form, headers=headers)
     payload = row.json(actor, world) if row.json else None
-    return client.open(url, method=row.method, json=payload)
+    return client.open(url, method=row.method, json=payload, headers=headers)
 
 
 def leaks(response: TestResponse, world: World, sent: str) -> list[str]:
     """The reader's things in a response, other than what the caller sent itself."""
-    text = response.get_data(as_text=True)
+    text = response.get_data().decode("utf-8", "replace")  # /favicon.ico is binary
     secrets = [
         world.users["reader"].email,
         str(world.values["token_prefix"]),
@@ -424,7 +526,7 @@ def test_each_caller_gets_what_the_matrix_says(
     response = call(client, row, actor, world)
     response.get_data()
     response.close()  # static files are streamed from an open file
-    expected = row.expect[ACTORS.index(actor)]
+    expected = row.expected(actor)
     location = response.headers.get("Location", "")
     if expected == LOGIN:
         assert response.status_code == 302 and "/login" in location, (
@@ -434,6 +536,8 @@ def test_each_caller_gets_what_the_matrix_says(
     else:
         assert response.status_code == expected, (response.status_code, response.get_data()[:300])
         assert "/login" not in location
+    if actor == "agent" and response.status_code >= 300:
+        assert snapshot(world.users["reader"]) == before
     if actor in ("anonymous", "other"):
         assert snapshot(world.users["reader"]) == before
         # What the caller put in the URL or the body, it knew already.

@@ -39,7 +39,13 @@ from models import (
     db,
 )
 from tests.conftest import test_config as app_config
-from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import (
+    bearer,
+    make_agent_token,
+    make_article,
+    make_token,
+    make_user,
+)
 from tests.support.live import committing_sessions, private_database
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
@@ -112,9 +118,14 @@ def in_app(app: Flask, work: Callable[[], T]) -> T:
 def token_in_use(app: Flask, token: str) -> str:
     """A token that has been used already. Its first use records `last_used_at`, an
     UPDATE of the token's row that would queue the racers behind each other and hide
-    the race we mean to test."""
-    assert app.test_client().get("/api/v1/wallet", headers=bearer(token)).status_code == 200
+    the race we mean to test. (The library: readers' and agents' tokens may both read it.)"""
+    assert app.test_client().get("/api/v1/library", headers=bearer(token)).status_code == 200
     return token
+
+
+def purchase_over_api(app: Flask, token: str, slug: str) -> tuple[int, Any]:
+    response = app.test_client().post(f"/api/v1/articles/{slug}/purchase", headers=bearer(token))
+    return response.status_code, response.get_json()
 
 
 def fund(user_id: int, amount: int) -> None:
@@ -158,13 +169,7 @@ def test_24_parallel_purchases_with_money_for_12_make_exactly_12(race_app: Flask
         reader_id = reader.id
     token_in_use(race_app, token)
 
-    def buy(i: int) -> tuple[int, Any]:
-        response = race_app.test_client().post(
-            f"/api/v1/articles/{slugs[i]}/purchase", headers=bearer(token)
-        )
-        return response.status_code, response.get_json()
-
-    results = race(24, buy)
+    results = race(24, lambda i: purchase_over_api(race_app, token, slugs[i]))
 
     assert Counter(status for status, _ in results) == {201: 12, 402: 12}
     for status, body in results:
@@ -292,3 +297,43 @@ def test_the_synchronous_credit_the_webhook_and_reconcile_race_and_credit_once(
         assert entries == 1
         assert wallet_of(reader_id).balance == (500 - 39 if buy else 500)
         assert count(Purchase, Purchase.user_id == reader_id) == (1 if buy else 0)
+
+
+# -- agent budgets ------------------------------------------------------------------------
+
+
+def test_24_parallel_purchases_stop_at_the_daily_limit(race_app: Flask) -> None:
+    with race_app.app_context():
+        reader = make_user()
+        token = make_agent_token(reader, max_price=39, daily_limit=100)
+        slugs = [make_article(price=39).slug for _ in range(24)]
+        fund(reader.id, 10_000)
+        reader_id = reader.id
+    token_in_use(race_app, token)
+
+    results = race(24, lambda i: purchase_over_api(race_app, token, slugs[i]))
+
+    assert Counter(status for status, _ in results) == {201: 2, 402: 22}
+    assert {body["error"]["code"] for status, body in results if status == 402} == {
+        "budget_exceeded"
+    }
+    with race_app.app_context():
+        assert count(Purchase, Purchase.user_id == reader_id) == 2
+        assert wallet_of(reader_id).balance == 10_000 - 78
+
+
+def test_two_agents_of_one_reader_each_keep_their_own_limit(race_app: Flask) -> None:
+    with race_app.app_context():
+        reader = make_user()
+        tokens = [make_agent_token(reader, max_price=50, daily_limit=100) for _ in range(2)]
+        slugs = [make_article(price=50).slug for _ in range(12)]
+        fund(reader.id, 10_000)
+        reader_id = reader.id
+    for token in tokens:
+        token_in_use(race_app, token)
+
+    results = race(12, lambda i: purchase_over_api(race_app, tokens[i % 2], slugs[i]))
+
+    assert Counter(status for status, _ in results) == {201: 4, 402: 8}
+    with race_app.app_context():
+        assert count(Purchase, Purchase.user_id == reader_id) == 4

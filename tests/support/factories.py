@@ -6,8 +6,9 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatch_pay.accounts.services import issue_token, register_user
+from dispatch_pay.accounts.services import issue_agent_token, issue_token, register_user
 from dispatch_pay.catalog.services import grant_entitlement
+from dispatch_pay.money import Money
 from dispatch_pay.publisher.services import create_article, publish
 from dispatch_pay.verification.services import attach_report
 from models import ROLE_PUBLISHER, Article, User, db
@@ -26,6 +27,17 @@ def make_user(email: str | None = None, *, role: str = "reader", password: str =
 
 def make_token(user: User) -> str:
     secret = issue_token(user, "test").secret
+    db.session.commit()
+    return secret
+
+
+def make_agent_token(
+    user: User, *, max_price: int = 1000, daily_limit: int = 5000, currency: str = "usd"
+) -> str:
+    """An agent token of `user` with a budget (minor units)."""
+    secret = issue_agent_token(
+        user, "agent", Money(max_price, currency), Money(daily_limit, currency)
+    ).secret
     db.session.commit()
     return secret
 

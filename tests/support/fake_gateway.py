@@ -21,6 +21,8 @@ class InMemoryGateway:
     """PaymentIntents in memory; every intent's client secret is derived from its id."""
 
     intents: dict[str, Intent] = field(default_factory=dict)
+    # (payment_intent_id, amount, idempotency_key) of every refund asked for.
+    refunds: list[tuple[str, int, str]] = field(default_factory=list)
 
     def keep_intent(
         self,
@@ -56,6 +58,13 @@ class InMemoryGateway:
 
     def charge_fee(self, payment_intent_id: str) -> Fee | None:
         return None
+
+    def refund(self, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
+        if payment_intent_id not in self.intents:
+            raise PaymentRequestRejected(f"No such payment_intent: {payment_intent_id}")
+        if all(key != idempotency_key for _pi, _amount, key in self.refunds):
+            self.refunds.append((payment_intent_id, amount, idempotency_key))
+        return f"re_{len(self.refunds)}"
 
     def publishable_key(self) -> str | None:
         return "pk_test_fake"

@@ -138,3 +138,32 @@ class AppServer(Process):
 
 
 import urllib.parse  # noqa: E402 - used by LocalStripe.register_webhook
+
+
+class MailSender(Process):
+    """`flask send-mail --forever`: the outbox delivery process, as production runs it."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "app",
+                "send-mail",
+                "--forever",
+                "--interval",
+                "0.3",
+            ],
+            {**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            "",
+            log_dir / "send-mail.log",
+        )
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._spawn(log)
+        if not wait_until(lambda: "send-mail: delivering" in self.log_path.read_text(), timeout=30):
+            self.stop()
+            raise RuntimeError(f"send-mail did not start; see {self.log_path}")

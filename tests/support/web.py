@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -87,8 +88,13 @@ def public_page_paths(slug: str) -> list[str]:
 
 
 def links_outside(text: str, origin: str) -> list[str]:
-    """Absolute URLs in a page that do not lead to `origin` (namespaces aside)."""
-    urls = re.findall(r"https?://[^\s\"'<>]+", text)
+    """Absolute URLs in a page that do not lead to `origin` (namespaces aside).
+
+    Character references are read first: `"https://site&#34;` is the URL `https://site`
+    followed by a quote (as in the program printed on /verification)."""
+    urls = re.findall(r"https?://[^\s\"'<>]+", html.unescape(text))
     return [
-        u for u in urls if not u.startswith(origin + "/") and not any(ns in u for ns in NAMESPACES)
+        u
+        for u in urls
+        if u != origin and not u.startswith(origin + "/") and not any(ns in u for ns in NAMESPACES)
     ]

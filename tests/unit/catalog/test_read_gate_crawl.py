@@ -48,6 +48,7 @@ class Scene:
     draft: str
     unpublished: str
     free: str
+    withdrawn: str
     reader_email: str
     token: str
     token_id: int
@@ -58,7 +59,15 @@ class Scene:
     feed_secrets: list[str] = field(default_factory=list)
 
     def slugs(self) -> list[str]:
-        return [self.paid, self.edited, self.draft, self.unpublished, self.free, "no-such-dispatch"]
+        return [
+            self.paid,
+            self.edited,
+            self.draft,
+            self.unpublished,
+            self.free,
+            self.withdrawn,
+            "no-such-dispatch",
+        ]
 
 
 def paid_body(*marks: str) -> str:
@@ -76,11 +85,21 @@ def paid_body(*marks: str) -> str:
 def build_scene() -> Scene:
     c = {
         name: canary(name)
-        for name in ("paid", "paidclaim", "live", "pending", "draft", "unpublished", "free")
+        for name in (
+            "paid",
+            "paidclaim",
+            "live",
+            "pending",
+            "draft",
+            "unpublished",
+            "free",
+            "withdrawn",
+        )
     }
     report = claims("supported", "weak", "unverified")
     report[0]["claim"] = f"The claim text is paid content too: {c['paidclaim']}"
     report[1]["note"] = f"So is the note: {c['paidclaim']}"
+    report[2]["quote"] = f"{c['paid']} opens the paid text"  # the marked passage
     paid = make_article(teaser=TEASER, body=paid_body(c["paid"], c["paid"], c["paid"]), price=39)
     # make_article attached the factory report; replace it with one carrying canaries.
     attach_report(paid, {"verifier": "crawl", "checked_at": paid.created_at, "claims": report})
@@ -90,6 +109,12 @@ def build_scene() -> Scene:
     gone = make_article(body=paid_body(c["unpublished"], c["unpublished"]), price=49)
     unpublish(gone)
     free = make_article(body=f"Free for all: {c['free']}", price=0)
+    # Published, then its live report found a contradicted claim: off sale, buyers only.
+    withdrawn = make_article(body=paid_body(c["withdrawn"], c["withdrawn"]), price=59)
+    attach_report(
+        withdrawn,
+        {"verifier": "crawl", "checked_at": withdrawn.created_at, "claims": claims("contradicted")},
+    )
     db.session.commit()
     gift_tokens, feed_secrets = spent_capabilities(paid)
     reader = make_user()
@@ -100,6 +125,7 @@ def build_scene() -> Scene:
         draft=draft.slug,
         unpublished=gone.slug,
         free=free.slug,
+        withdrawn=withdrawn.slug,
         reader_email=reader.email,
         token=token,
         token_id=reader.tokens[0].id,
@@ -135,8 +161,9 @@ FILLERS: dict[str, Callable[[Scene], list[str]]] = {
     "topup_id": lambda s: ["pi_not_ours"],
     "payment_intent_id": lambda s: ["pi_not_ours"],
     "purchase_id": lambda s: ["1"],
-    "token": lambda s: s.gift_tokens,
+    "token": lambda s: [*s.gift_tokens, "not-a-link-we-sent"],  # gifts; mailed sign-in, reset links
     "secret": lambda s: s.feed_secrets,
+    "sequence": lambda s: ["1", "2"],
 }
 
 
@@ -198,7 +225,7 @@ def visit_all(
 def assert_no_leak(responses: Iterator[tuple[str, TestResponse]], secrets_: list[str]) -> int:
     seen = 0
     for where, response in responses:
-        text = response.get_data(as_text=True)
+        text = response.get_data().decode("utf-8", "replace")  # /favicon.ico is binary
         for secret in secrets_:
             assert secret not in text, f"{where} leaks {secret}"
         for _name, value in response.headers.items():
@@ -219,7 +246,7 @@ def make_visitor(kind: str, client: FlaskClient, scene: Scene) -> dict[str, str]
 
 def never_readable(scene: Scene) -> list[str]:
     c = scene.canaries
-    return [c["pending"], c["draft"], c["unpublished"]]
+    return [c["pending"], c["draft"], c["unpublished"], c["withdrawn"]]
 
 
 def paid_secrets(scene: Scene) -> list[str]:
@@ -273,7 +300,7 @@ def test_teaser_outputs_carry_the_teaser_only(client: FlaskClient, visitor: str)
     assert body["offer"]["price"] == {"amount": 39, "currency": "usd"}
     assert body["offer"]["purchase_url"].endswith(f"/api/v1/articles/{scene.paid}/purchase")
 
-    for slug in (scene.draft, scene.unpublished):
+    for slug in (scene.draft, scene.unpublished, scene.withdrawn):
         assert client.get(f"/articles/{slug}", headers=headers).status_code == 404
         assert_error(client.get(f"/api/v1/articles/{slug}", headers=headers), 404, "not_found")
 
@@ -366,6 +393,7 @@ def test_every_crawled_route_is_reached(app: Flask, client: FlaskClient) -> None
     reached: dict[str, Any] = {}
     adapter = app.url_map.bind("dispatch.test")
     for rule in rules_with_slug:
-        url = adapter.build(rule.endpoint, {"slug": scene.free}, method="GET")
+        values = {name: FILLERS[name](scene)[0] for name in rule.arguments}
+        url = adapter.build(rule.endpoint, {**values, "slug": scene.free}, method="GET")
         reached[url] = client.get(url, headers=bearer(scene.token)).status_code
     assert 200 in reached.values(), reached

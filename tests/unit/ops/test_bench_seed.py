@@ -53,7 +53,9 @@ def test_seeded_database_is_consistent_and_passes_the_audit(tmp_path: Path) -> N
             )
             == 0
         )
-        assert one("SELECT count(*) FROM api_tokens") == scale.pool + 1
+        # The bench reader's token, and a reader's and an agent's token per pool reader.
+        assert one("SELECT count(*) FROM api_tokens") == 2 * scale.pool + 1
+        assert one("SELECT count(*) FROM api_tokens WHERE kind = 'agent'") == scale.pool
         assert one("SELECT version FROM catalog_state") > 1
     engine.dispose()
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench-seed-test"}

@@ -213,8 +213,10 @@ def test_invalid_inline_price_is_refused(client: FlaskClient) -> None:
         f"/publisher/articles/{article.slug}/price",
         data={"price": "1,000", "currency": "usd", "csrf_token": token},
     )
-    assert response.status_code == 422
-    assert "Enter an amount like 0.39" in html(response)
+    # Refused, then redirected (POST, redirect, GET): the message waits on the article page.
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/publisher/articles/{article.slug}#price"
+    assert "Enter an amount like 0.39" in html(client.get(f"/publisher/articles/{article.slug}"))
     assert article_named(article.slug).price_amount == 39
     assert db.session.scalar(select(func.count(PriceChange.id))) == 0
 
@@ -281,16 +283,19 @@ def test_publishing_is_blocked_until_a_clean_current_report_exists(client: Flask
     assert "Attach a verifier report before publishing" in page
 
     refused = client.post(f"/publisher/articles/{slug}/publish", data={"csrf_token": token})
-    assert refused.status_code == 409
-    assert "Publishing refused" in html(refused)
+    assert refused.status_code == 302
+    assert refused.headers["Location"] == f"/publisher/articles/{slug}#publishing"
+    assert "Publishing refused" in html(client.get(f"/publisher/articles/{slug}"))
 
     bad = report_json("supported", "contradicted")
     client.post(
         f"/publisher/articles/{slug}/verification", data={"report_json": bad, "csrf_token": token}
     )
     refused = client.post(f"/publisher/articles/{slug}/publish", data={"csrf_token": token})
-    assert refused.status_code == 409
-    blocked = html(refused).split('id="blocked"')[1].split("</ul>")[0]
+    assert refused.status_code == 302
+    page = html(client.get(f"/publisher/articles/{slug}"))
+    assert "1 claim is contradicted by its sources" in page
+    blocked = page.split('id="blocked"')[1].split("</ul>")[0]
     assert "Claim number 2 is contradicted." in blocked
     assert "Claim number 1 is supported." not in blocked
     assert article_named(slug).status == "draft"
@@ -353,8 +358,9 @@ def test_invalid_reports_are_explained_and_not_attached(client: FlaskClient) -> 
             f"/publisher/articles/{slug}/verification",
             data={"report_json": text, "csrf_token": token},
         )
-        assert response.status_code in (409, 422), text
-        page = html(response)
+        assert response.status_code == 302, text
+        assert response.headers["Location"] == f"/publisher/articles/{slug}#verification"
+        page = html(client.get(response.headers["Location"]))
         assert message in page, text
         assert "The report was not attached" in page
     assert db.session.scalar(select(func.count(VerificationReport.id))) == 0

@@ -128,7 +128,7 @@ def test_topups_and_stripe_fees_known_or_not(client: FlaskClient) -> None:
     assert figures["stripe_fees_unknown"] == 1
     log_in(client, make_user(role="publisher"))
     page = client.get("/publisher/sales").get_data(as_text=True).split('id="topups"')[1]
-    assert "$7.00" in page and "$0.45" in page and "unknown for 1 top-up(s)" in page
+    assert "$7.00" in page and "$0.45" in page and "unknown for 1 top-up" in page
 
 
 def test_the_sales_queries_do_not_grow_with_the_number_of_articles(client: FlaskClient) -> None:

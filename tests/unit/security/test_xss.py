@@ -179,7 +179,10 @@ def test_a_stored_script_url_is_never_rendered_as_a_link(
     login(client, reader.email)
     html = client.get(f"/articles/{article.slug}").get_data(as_text=True)
     assert_inert_html(html, "article with stored script urls")
-    hrefs = [a.get("href") or "" for t, a in scan(html).tags if t == "a"]
+    # The slug (made from a hostile title) is in this site's own links; look past it.
+    hrefs = [
+        (a.get("href") or "").replace(article.slug, "") for t, a in scan(html).tags if t == "a"
+    ]
     assert not any("alert" in h or "script" in h.lower() for h in hrefs)
 
 

@@ -1,0 +1,110 @@
+"""Queueing mail: a row in the caller's transaction, rendered from templates.
+
+Nothing here talks to a mail server: the change that causes a message and the message
+commit (or roll back) together, and `flask send-mail` delivers what was committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from email.headerregistry import Address
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app, has_request_context, url_for
+from sqlalchemy import func, select
+
+from dispatch_pay.errors import DomainError
+from models import OutboxMessage, db, utcnow
+
+# Mail that anyone can make the site send to any address (sign-in links, resets, email
+# changes) is limited per recipient, so the forms cannot be used to mail-bomb a stranger.
+RECIPIENT_WINDOW = timedelta(hours=1)
+RECIPIENT_LIMIT = 5
+UNSAFE_HEADER_CHARS = frozenset("\r\n\0")
+
+
+def header_injection(*values: str) -> bool:
+    return any(ch in UNSAFE_HEADER_CHARS for value in values for ch in value)
+
+
+def check_address(address: str, field: str = "email") -> str:
+    """A bare address fit for a To: header; 422 (nothing queued) for anything else."""
+    parsed = parseaddr(address)[1]
+    if header_injection(address) or not parsed or parsed != address.strip() or "@" not in parsed:
+        raise DomainError(
+            "invalid_fields",
+            "That is not an email address mail can be sent to.",
+            status=422,
+            fields={field: ["Not a valid email address."]},
+        )
+    try:
+        Address(addr_spec=parsed)
+    except (ValueError, IndexError) as exc:
+        raise DomainError(
+            "invalid_fields",
+            "That is not an email address mail can be sent to.",
+            status=422,
+            fields={field: ["Not a valid email address."]},
+        ) from exc
+    return parsed
+
+
+def recipient_over_limit(address: str, kinds: tuple[str, ...]) -> bool:
+    """True when `address` already got RECIPIENT_LIMIT messages of `kinds` in the window."""
+    since = utcnow() - RECIPIENT_WINDOW
+    count = db.session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.to_address == address,
+            OutboxMessage.kind.in_(kinds),
+            OutboxMessage.created_at >= since,
+        )
+    )
+    return bool(count and count >= RECIPIENT_LIMIT)
+
+
+def queue_mail(kind: str, to: str, subject: str, **context: Any) -> OutboxMessage:
+    """Render `mail/<kind>.txt` and `.html` and add the message to the outbox (flush only)."""
+    address = check_address(to)
+    if header_injection(subject):
+        raise DomainError("invalid_fields", "The subject cannot contain line breaks.", status=422)
+    context = {"site_name": current_app.config["SITE_NAME"], "subject": subject, **context}
+    domain = address_domain(current_app.config["MAIL_FROM"])
+    message = OutboxMessage(
+        kind=kind,
+        to_address=address,
+        subject=subject,
+        text_body=_render(f"mail/{kind}.txt", context),
+        html_body=_render(f"mail/{kind}.html", context),
+        message_id=f"<{secrets.token_hex(16)}@{domain}>",
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(message)
+    db.session.flush()
+    return message
+
+
+def _render(name: str, context: dict[str, Any]) -> str:
+    """A mail template, without the page context processors (no request is needed:
+    mail is also queued by webhooks and command-line runs)."""
+    return current_app.jinja_env.get_template(name).render(context)
+
+
+def absolute_url(endpoint: str, **values: Any) -> str:
+    """A link for a message: PUBLIC_BASE_URL when set, else the request's origin; also
+    outside requests (a webhook retried by `reconcile`, a CLI command)."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if not base and has_request_context():
+        return url_for(endpoint, _external=True, **values)
+    parts = urlsplit(base or f"http://{current_app.config.get('SERVER_NAME') or 'localhost'}")
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path.rstrip("/") or None, url_scheme=parts.scheme
+    )
+    return adapter.build(endpoint, values, force_external=True)
+
+
+def address_domain(from_header: str) -> str:
+    _name, address = parseaddr(from_header)
+    return address.rpartition("@")[2] or "localhost"
