@@ -30,6 +30,7 @@ from models.catalog import (
 )
 from models.mail import MAIL_FAILED, MAIL_QUEUED, MAIL_SENT, OutboxMessage
 from models.publisher import PriceChange, PublicationSettings
+from models.readers import DEFAULT_GIFT_READS, GiftLink, GiftRead, PrivateFeed, WalletSettings
 from models.wallet import (
     ENTRY_ADJUSTMENT,
     ENTRY_DISPUTE,
@@ -55,6 +56,7 @@ from models.wallet import (
 
 __all__ = [
     "CATALOG_STATE_ID",
+    "DEFAULT_GIFT_READS",
     "ENTRY_ADJUSTMENT",
     "ENTRY_DISPUTE",
     "ENTRY_PURCHASE",
@@ -87,10 +89,13 @@ __all__ = [
     "DisputeStatus",
     "Entitlement",
     "EntryKind",
+    "GiftLink",
+    "GiftRead",
     "LedgerEntry",
     "Manifest",
     "OutboxMessage",
     "PriceChange",
+    "PrivateFeed",
     "PublicationSettings",
     "Purchase",
     "PurchaseStatus",
@@ -103,6 +108,7 @@ __all__ = [
     "UserSession",
     "VerificationReport",
     "Wallet",
+    "WalletSettings",
     "WebhookEvent",
     "bump_catalog_version",
     "db",

@@ -50,6 +50,8 @@ class Article(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # How many people one gift link of this article lets read it; None: the site's number.
+    gift_reads: Mapped[int | None] = mapped_column(Integer, default=None)
     # The text readers get, and the newest text the editors wrote. They differ while
     # an edit of a published article waits for its own report.
     live_revision_id: Mapped[int | None] = mapped_column(

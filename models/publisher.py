@@ -24,6 +24,8 @@ class PublicationSettings(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     default_price_amount: Mapped[int] = mapped_column(Integer)
     default_price_currency: Mapped[str] = mapped_column(String(3))
+    # How many people one gift link lets read an article (an article may set its own).
+    gift_reads: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None

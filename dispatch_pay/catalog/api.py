@@ -6,19 +6,23 @@ from flask import Response, jsonify, request
 
 from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
-from dispatch_pay.catalog import services
+from dispatch_pay.catalog import gifts, private_feed, services
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
     FullArticleSchema,
+    GiftEnvelopeSchema,
+    GiftListSchema,
     LibrarySchema,
     PageQuerySchema,
     PaymentRequiredSchema,
+    PrivateFeedSchema,
 )
 from dispatch_pay.catalog.text_view import MARKDOWN_TYPE, article_markdown
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import load_query
+from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.manifests import live_manifest, manifest_document
 from dispatch_pay.verification.schemas import SignedManifestSchema
 
@@ -28,6 +32,9 @@ ARTICLE_LIST = ArticleListSchema()
 FULL = FullArticleSchema()
 PAGE_QUERY = PageQuerySchema()
 LIBRARY = LibrarySchema()
+GIFT = GiftEnvelopeSchema()
+GIFTS = GiftListSchema()
+FEED = PrivateFeedSchema()
 SIGNED_MANIFEST = SignedManifestSchema()
 
 
@@ -121,3 +128,62 @@ def library() -> Response:
     user = require_user()
     items = services.library(user)
     return jsonify(LIBRARY.dump({"articles": items}))
+
+
+@bp.post("/articles/<slug>/gifts")
+@operation(
+    "Make a gift link: up to N people read the article in full without buying",
+    response=GiftEnvelopeSchema,
+    status=201,
+    description="N is the publisher's number (3 unless changed for the site or the article). "
+    "`url` is a secret: anyone holding it may read while reads are left.",
+    errors={
+        403: "`forbidden`: only a reader who owns the article gives it.",
+        409: "`not_giftable`: the article is free or not published.",
+    },
+)
+def create_gift(slug: str) -> tuple[Response, int]:
+    user = require_user()
+    view = gifts.create_gift(user, services.find_article(slug))
+    return jsonify(GIFT.dump({"gift": view})), 201
+
+
+@bp.get("/articles/<slug>/gifts")
+@operation("The caller's gift links of this article, with the reads left", response=GiftListSchema)
+def list_gifts(slug: str) -> Response:
+    user = require_user()
+    return jsonify(GIFTS.dump({"gifts": gifts.gifts_of(user, services.find_article(slug))}))
+
+
+@bp.delete("/gifts/<int:gift_id>")
+@operation(
+    "Revoke a gift link: nobody new reads through it",
+    response=GiftEnvelopeSchema,
+    errors={404: "`not_found`: no such gift of the caller's."},
+)
+def revoke_gift(gift_id: int) -> Response:
+    user = require_user()
+    view = gifts.revoke_gift(user, gift_id)
+    return jsonify(GIFT.dump({"gift": view}))
+
+
+def _feed_url(secret: str) -> str:
+    return absolute_url("catalog.private_feed_xml", secret=secret)
+
+
+@bp.get("/me/feed")
+@operation(
+    "The caller's private feed: RSS 2.0 of their library with the full texts",
+    response=PrivateFeedSchema,
+    description="The URL is a secret; `POST` makes a new one and the old URL stops working.",
+)
+def get_feed() -> Response:
+    user = require_user()
+    return jsonify(FEED.dump({"url": _feed_url(private_feed.feed_secret(user))}))
+
+
+@bp.post("/me/feed")
+@operation("Make a new private feed URL; the old one stops working", response=PrivateFeedSchema)
+def renew_feed() -> Response:
+    user = require_user()
+    return jsonify(FEED.dump({"url": _feed_url(private_feed.new_feed_secret(user))}))

@@ -1,12 +1,22 @@
-"""The read gate: the one place that decides who reads an article's full text."""
+"""The read gate: the one place that decides who reads an article's full text.
+
+Rights to a text: being a publisher, the article being free, an entitlement (a purchase
+or a grant), or a gift: the link itself (`GiftPass`, for whoever opens it) or a read of
+a gift kept by a logged-in recipient. A gift opens a text only while its giver still
+owns it and the article is published.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select, union
+from sqlalchemy.orm import aliased
 
 from models import Article, Entitlement, User, db
+from models.readers import GiftLink, GiftRead
 
 
 class Access(Enum):
@@ -15,23 +25,68 @@ class Access(Enum):
     FULL = "full"  # the whole text and its verifier report
 
 
-def is_entitled(user: User, article: Article) -> bool:
+@dataclass(frozen=True)
+class GiftPass:
+    """A gift link as one visitor presents it, read with the link's row locked."""
+
+    article_id: int
+    giver_id: int
+    revoked: bool
+    already_read: bool  # this visitor was counted before: opening it again costs nothing
+    reads_left: int
+
+    @property
+    def usable(self) -> bool:
+        return not self.revoked and (self.already_read or self.reads_left > 0)
+
+
+def is_entitled(user: User | int, article: Article | int) -> bool:
+    user_id = user if isinstance(user, int) else user.id
+    article_id = article if isinstance(article, int) else article.id
     return bool(
         db.session.scalar(
             select(
-                exists().where(Entitlement.user_id == user.id, Entitlement.article_id == article.id)
+                exists().where(Entitlement.user_id == user_id, Entitlement.article_id == article_id)
             )
         )
     )
 
 
-def read_access(user: User | None, article: Article) -> Access:
+def _kept_gifts(user: User) -> Select[Any]:
+    """Articles a logged-in recipient keeps through a gift, while its giver still owns them."""
+    giver_owns = aliased(Entitlement)
+    return (
+        select(GiftRead.article_id)
+        .join(GiftLink, GiftLink.id == GiftRead.gift_id)
+        .join(
+            giver_owns,
+            (giver_owns.user_id == GiftLink.giver_id)
+            & (giver_owns.article_id == GiftRead.article_id),
+        )
+        .where(GiftRead.reader_id == user.id)
+    )
+
+
+def _kept_gift(user: User, article: Article) -> bool:
+    query = _kept_gifts(user).where(GiftRead.article_id == article.id)
+    return bool(db.session.scalar(select(query.exists())))
+
+
+def _gift_opens(gift: GiftPass | None, article: Article) -> bool:
+    if gift is None or gift.article_id != article.id or not gift.usable:
+        return False
+    return is_entitled(gift.giver_id, article)
+
+
+def read_access(user: User | None, article: Article, gift: GiftPass | None = None) -> Access:
     if user is not None and user.is_publisher:
         return Access.FULL
     if article.is_published:
         if article.is_free:
             return Access.FULL
-        if user is not None and is_entitled(user, article):
+        if user is not None and (is_entitled(user, article) or _kept_gift(user, article)):
+            return Access.FULL
+        if _gift_opens(gift, article):
             return Access.FULL
         return Access.TEASER
     # Unpublished: a reader who paid for it keeps reading the text they bought.
@@ -46,9 +101,10 @@ def entitled_article_ids(user: User | None, article_ids: list[int]) -> set[int]:
         return set()
     if user.is_publisher:
         return set(article_ids)
-    rows = db.session.scalars(
-        select(Entitlement.article_id).where(
-            Entitlement.user_id == user.id, Entitlement.article_id.in_(article_ids)
-        )
+    owned = select(Entitlement.article_id).where(
+        Entitlement.user_id == user.id, Entitlement.article_id.in_(article_ids)
     )
-    return set(rows)
+    kept = _kept_gifts(user).where(GiftRead.article_id.in_(article_ids))
+    # Kept gifts count only on published articles (the gate's rule); listings show only
+    # published articles, so the union needs no status check.
+    return set(db.session.scalars(union(owned, kept)))

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from dispatch_pay.accounts.spending_cap import cap_room
 from dispatch_pay.payments.limits import selected_preset, topup_offer
 from models import Article, User, Wallet, db
 
@@ -24,6 +25,14 @@ def paywall_offer(user: User | None, article: Article) -> dict[str, Any]:
         balance = wallet.balance if wallet else 0
         if wallet is not None and wallet.is_frozen:
             return {"action": "frozen", "balance": balance}
+        room = cap_room(user.id, currency)
+        if room is not None and room.spent + article.price_amount > room.cap:
+            return {
+                "action": "cap",
+                "balance": balance,
+                "daily_cap": {"amount": room.cap, "currency": currency},
+                "spent_today": {"amount": room.spent, "currency": currency},
+            }
     if balance >= article.price_amount:
         return {"action": "buy", "balance": balance}
     offer = topup_offer(currency, article.price_amount - balance)

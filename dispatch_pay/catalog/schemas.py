@@ -128,6 +128,38 @@ __all__ = [
 ]
 
 
+class GiftSchema(Schema):
+    """A gift link as its giver sees it (GiftView)."""
+
+    id = fields.Function(lambda v: v.gift.id, metadata={"type": "integer"})
+    article = fields.Method("get_article", metadata={"type": "string"})
+    url = fields.Method("get_url", metadata={"type": "string", "format": "uri"})
+    reads_allowed = fields.Function(lambda v: v.gift.reads_allowed, metadata={"type": "integer"})
+    reads_left = fields.Integer()
+    revoked = fields.Function(lambda v: v.gift.revoked_at is not None, metadata={"type": "boolean"})
+    created_at = fields.Function(
+        lambda v: v.gift.created_at.isoformat(), metadata={"type": "string", "format": "date-time"}
+    )
+
+    def get_article(self, view: Any) -> str:
+        return str(view.slug)
+
+    def get_url(self, view: Any) -> str:
+        return str(view.url)
+
+
+class GiftEnvelopeSchema(Schema):
+    gift = fields.Nested(GiftSchema)
+
+
+class GiftListSchema(Schema):
+    gifts = fields.List(fields.Nested(GiftSchema))
+
+
+class PrivateFeedSchema(Schema):
+    url = fields.String(metadata={"format": "uri"})
+
+
 class LibrarySchema(Schema):
     articles = fields.List(fields.Nested(LibraryItemSchema), required=True)
 

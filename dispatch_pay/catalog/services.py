@@ -6,13 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.offers import payment_required_error
 from dispatch_pay.errors import not_found
-from models import STATUS_PUBLISHED, Article, ArticleRevision, Entitlement, User, db
+from models import (
+    STATUS_PUBLISHED,
+    Article,
+    ArticleRevision,
+    Entitlement,
+    GiftRead,
+    User,
+    db,
+)
 
 
 def _with_live_report() -> list[Any]:
@@ -114,10 +122,31 @@ def library(user: User) -> list[LibraryItem]:
         .order_by(Entitlement.created_at.desc(), Entitlement.id.desc())
         .options(*_with_live_report())
     ).all()
-    return [
+    items = [
         LibraryItem(article=article, acquired_at=ent.created_at, source=ent.source)
         for article, ent in rows
     ]
+    return _with_kept_gifts(user, items)
+
+
+def _with_kept_gifts(user: User, items: list[LibraryItem]) -> list[LibraryItem]:
+    """Gifts a logged-in reader opened stay in their library while the gate lets them read."""
+    owned = {item.article.id for item in items}
+    reads = db.session.execute(
+        select(Article, func.min(GiftRead.created_at))
+        .join(GiftRead, GiftRead.article_id == Article.id)
+        .where(GiftRead.reader_id == user.id, Article.id.not_in(owned))
+        .group_by(Article.id)
+        .options(*_with_live_report())
+    ).all()
+    kept = [
+        LibraryItem(article=article, acquired_at=at, source="gift")
+        for article, at in reads
+        if read_access(user, article) is Access.FULL
+    ]
+    if not kept:
+        return items
+    return sorted(items + kept, key=lambda i: i.acquired_at, reverse=True)
 
 
 def grant_entitlement(

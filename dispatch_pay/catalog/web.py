@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, render_template
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required
+from markupsafe import escape
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from dispatch_pay.catalog import services
+from dispatch_pay.catalog import gifts, private_feed, services
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
 from dispatch_pay.catalog.text_view import llms_txt
+from dispatch_pay.errors import DomainError
+from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import load_query
 from dispatch_pay.urls import absolute_url
 from dispatch_pay.verification.manifests import corrections
@@ -83,19 +101,34 @@ def article_page(slug: str) -> str:
         abort(404)
     if viewer is None and access is Access.TEASER:
         mark_public()
+    extra: dict[str, Any] = {}
+    if access is Access.FULL and viewer is not None and not article.is_free:
+        extra = {
+            "gifts": gifts.gifts_of(viewer, article),
+            "can_give": gifts.may_give(viewer, article),
+        }
+    return _render_article(article, viewer, full_text=access is Access.FULL, **extra)
+
+
+def _render_article(article: Article, viewer: User | None, *, full_text: bool, **extra: Any) -> str:
+    """The article page (and the gift page): the teaser, or the full text for those who may read."""
     teaser = TEASER.dump(article)
-    if access is not Access.FULL:
+    common: dict[str, Any] = {
+        "article": teaser,
+        "free": article.is_free,
+        "published": article.is_published,
+        "withdrawn": article.status == STATUS_WITHDRAWN,
+        "paywall_class": PAYWALL_SELECTOR.lstrip("."),
+        **extra,
+    }
+    if not full_text:
         # Two templates: the locked one is never handed the full article.
         return render_template(
             "article_teaser.html",
-            article=teaser,
-            free=article.is_free,
-            published=article.is_published,
-            withdrawn=article.status == STATUS_WITHDRAWN,
             structured_data=structured_data(teaser, article.is_free),
-            paywall_class=PAYWALL_SELECTOR.lstrip("."),
             offer=paywall_offer(viewer, article),
             corrections=corrections(article),
+            **common,
         )
     full = FULL.dump(article)
     report = full["verification"]
@@ -106,18 +139,125 @@ def article_page(slug: str) -> str:
         data["review"] = claim_reviews(report, teaser["url"], teaser["published_at"])
     return render_template(
         "article_full.html",
-        article=teaser,
         full=full,
         body=body,
         marked=marked,
-        free=article.is_free,
-        published=article.is_published,
-        withdrawn=article.status == STATUS_WITHDRAWN,
         structured_data=data,
-        paywall_class=PAYWALL_SELECTOR.lstrip("."),
         corrections=full["corrections"],
         signs=VERDICT_SIGNS,
+        **common,
     )
+
+
+# Guessing secrets in URLs: every unknown token counts against the address.
+GUESSING_LIMIT = "20 per minute; 200 per hour"
+
+
+def _unknown_secret(response: Response) -> bool:
+    return response.status_code == 404
+
+
+ANON_KEY = "gift_visitor"
+
+
+def _anonymous_key() -> str:
+    """A random key per browser, so one person opening a gift twice counts once."""
+    key = session.get(ANON_KEY)
+    if not isinstance(key, str) or len(key) != 32:
+        key = secrets.token_hex(16)
+        session[ANON_KEY] = key
+    return key
+
+
+@bp.get("/gift/<token>")
+@limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
+def gift_page(token: str) -> Response:
+    return _gift_response(token, claim=False)
+
+
+@bp.post("/gift/<token>")
+@limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
+def claim_gift(token: str) -> WerkzeugResponse:
+    """The reader takes one of the link's reads, then reads it on the gift page."""
+    _gift_response(token, claim=True)
+    return redirect(url_for("catalog.gift_page", token=token), code=303)
+
+
+def _gift_response(token: str, *, claim: bool) -> Response:
+    viewer = _viewer()
+    try:
+        opening = gifts.open_gift(token, viewer, "" if viewer else _anonymous_key(), claim=claim)
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        raise
+    full_text = opening.access is Access.FULL
+    notice = "full" if full_text else ("claim" if opening.can_claim else "used")
+    body = _render_article(
+        opening.article,
+        viewer,
+        full_text=full_text,
+        gift_notice=notice,
+        gift_token=token,
+        noindex=True,
+    )
+    response = make_response(body)
+    # A gift page is for its holder only: never stored by a shared (or any) cache.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token must not leak onwards
+    return response
+
+
+def _rss_date(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+@bp.get("/feed/<secret>.xml")
+@limiter.limit(GUESSING_LIMIT, deduct_when=_unknown_secret)
+def private_feed_xml(secret: str) -> Response:
+    try:
+        reader = private_feed.reader_for_secret(secret)
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        raise
+    content = private_feed.feed_items(reader)
+    items = []
+    for item in content.items:
+        full = FULL.dump(item.article)
+        summary = escape(full["verification"]["summary"])
+        html = f'{full["body_html"]}<p class="verification">Verification: {summary}</p>'
+        items.append({"article": full, "html": html, "date": _rss_date(item.acquired_at)})
+    body = render_template(
+        "private_feed.xml",
+        items=items,
+        home=absolute_url("catalog.library_page"),
+        self_url=absolute_url("catalog.private_feed_xml", secret=secret),
+    )
+    response = Response(body, mimetype="application/rss+xml")
+    # The reader's own text: no shared cache may keep it; their reader app revalidates.
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.set_etag(hashlib.sha256(body.encode()).hexdigest())
+    if content.last_modified is not None:
+        response.last_modified = content.last_modified
+    response.make_conditional(request)
+    return response
+
+
+@bp.post("/articles/<slug>/gifts")
+@login_required
+def give_article(slug: str) -> WerkzeugResponse:
+    gifts.create_gift(current_user._get_current_object(), services.find_article(slug))
+    return redirect(url_for("catalog.article_page", slug=slug, _anchor="gifts"))
+
+
+@bp.post("/gifts/<int:gift_id>/revoke")
+@login_required
+def revoke_gift(gift_id: int) -> WerkzeugResponse:
+    view = gifts.revoke_gift(current_user._get_current_object(), gift_id)
+    return redirect(url_for("catalog.article_page", slug=view.slug, _anchor="gifts"))
 
 
 @bp.get("/library")
@@ -132,12 +272,21 @@ def library_page() -> str:
             {
                 "article": TEASER.dump(i.article),
                 "acquired_at": i.acquired_at,
+                "source": i.source,
                 "notices": notices.get(i.article.id, []),
                 "withdrawn": i.article.status == STATUS_WITHDRAWN,
             }
             for i in items
         ],
+        feed_url=absolute_url("catalog.private_feed_xml", secret=private_feed.feed_secret(reader)),
     )
+
+
+@bp.post("/library/feed")
+@login_required
+def renew_feed() -> WerkzeugResponse:
+    private_feed.new_feed_secret(current_user._get_current_object())
+    return redirect(url_for("catalog.library_page", _anchor="private-feed"))
 
 
 @bp.get("/verification")

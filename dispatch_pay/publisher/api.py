@@ -15,6 +15,7 @@ from dispatch_pay.publisher.schemas import (
     ArticleAdminSchema,
     ArticleCreateSchema,
     ArticlePatchSchema,
+    PublicationSettingsSchema,
     PublishBlockedSchema,
     RevisionListSchema,
     SalesQuerySchema,
@@ -146,6 +147,22 @@ def list_revisions(slug: str) -> Response:
         for r in services.revisions(article)
     ]
     return jsonify(RevisionListSchema().dump({"revisions": rows}))
+
+
+@bp.put("/publisher/settings")
+@operation(
+    "Publication settings: how many people one reader's gift link lets read an article",
+    auth="publisher",
+    body=PublicationSettingsSchema,
+    response=PublicationSettingsSchema,
+    description="An article's own `gift_reads` (PATCH the article) wins over this number; "
+    "links already given keep the number they were made with.",
+)
+def put_settings() -> Response:
+    user = require_publisher()
+    data = load_json(PublicationSettingsSchema())
+    settings = services.set_gift_reads(data["gift_reads"], user)
+    return jsonify(PublicationSettingsSchema().dump(settings))
 
 
 @bp.get("/publisher/sales")

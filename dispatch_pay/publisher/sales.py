@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 
-from models import PURCHASE_REFUNDED, Article, Purchase, TopUp, db, utcnow
+from models import PURCHASE_REFUNDED, Article, GiftRead, Purchase, TopUp, db, utcnow
 
 DEFAULT_PERIOD_DAYS = 30
 # A chart of more days than this would be unreadable and the query unbounded.
@@ -66,6 +66,7 @@ class Figures:
 
     purchases: int = 0
     refunds: int = 0
+    gift_reads: int = 0  # people who read it through a reader's gift link
     gross: dict[str, int] = field(default_factory=dict)
     refunded: dict[str, int] = field(default_factory=dict)
 
@@ -137,6 +138,13 @@ def figures_by_article(period: Period | None) -> dict[int, Figures]:
     ).all()
     for article_id, currency, count, amount in refunded:
         result[article_id].add_refunds(currency, int(count), int(amount))
+    gifted = db.session.execute(
+        select(GiftRead.article_id, func.count(GiftRead.id))
+        .where(*_in(GiftRead.created_at, period))
+        .group_by(GiftRead.article_id)
+    ).all()
+    for article_id, count in gifted:
+        result[article_id].gift_reads += int(count)
     return dict(result)
 
 
@@ -236,6 +244,7 @@ def _sum(items: Iterable[Figures]) -> Figures:
             total.refunded[currency] = total.refunded.get(currency, 0) + amount
         total.purchases += f.purchases
         total.refunds += f.refunds
+        total.gift_reads += f.gift_reads
     return total
 
 
@@ -250,6 +259,7 @@ def report_data(report: SalesReport) -> dict[str, Any]:
         return {
             "purchases": f.purchases,
             "refunds": f.refunds,
+            "gift_reads": f.gift_reads,
             "gross": money_list(f.gross),
             "refunded": money_list(f.refunded),
             "net": money_list(f.net),

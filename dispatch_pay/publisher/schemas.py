@@ -23,6 +23,9 @@ SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 BODY_MAX_LENGTH = 200_000
 
 
+MAX_GIFT_READS = 100
+
+
 class ArticleCreateSchema(Schema):
     title = fields.String(required=True, validate=[validate.Length(min=1, max=200), not_blank])
     slug = fields.String(
@@ -40,6 +43,10 @@ class ArticleCreateSchema(Schema):
     # Required: the contract lists `price` without the `?` it gives `slug`, and a pipeline
     # that forgot it must not publish at a price nobody chose.
     price = fields.Nested(PriceSchema, required=True)
+    # How many people one reader's gift link lets read it; null: the site's number.
+    gift_reads = fields.Integer(
+        allow_none=True, validate=validate.Range(min=0, max=MAX_GIFT_READS), strict=True
+    )
 
 
 class ArticlePatchSchema(ArticleCreateSchema):
@@ -50,7 +57,7 @@ class ArticlePatchSchema(ArticleCreateSchema):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("partial", ("title", "slug", "teaser", "body", "price"))
+        kwargs.setdefault("partial", ("title", "slug", "teaser", "body", "price", "gift_reads"))
         super().__init__(**kwargs)
 
 
@@ -67,6 +74,7 @@ class AdminVerificationSchema(Schema):
 
 
 class ArticleAdminSchema(TeaserSchema):
+    gift_reads = fields.Integer(allow_none=True)
     status = fields.String()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
@@ -152,6 +160,9 @@ class PeriodSchema(Schema):
 class SalesFiguresSchema(Schema):
     purchases = fields.Integer(metadata={"description": "Purchases made in the period."})
     refunds = fields.Integer(metadata={"description": "Purchases refunded in the period."})
+    gift_reads = fields.Integer(
+        metadata={"description": "People who read it through a reader's gift link in the period."}
+    )
     gross = fields.List(fields.Nested(MoneySchema), metadata={"description": "Per currency."})
     refunded = fields.List(fields.Nested(MoneySchema), metadata={"description": "Per currency."})
     net = fields.List(fields.Nested(MoneySchema), metadata={"description": "Gross - refunded."})
@@ -241,6 +252,12 @@ class TokenFormSchema(Schema):
         unknown = EXCLUDE
 
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+class PublicationSettingsSchema(Schema):
+    gift_reads = fields.Integer(
+        required=True, validate=validate.Range(min=0, max=MAX_GIFT_READS), strict=True
+    )
 
 
 class AdminArticleListSchema(Schema):

@@ -97,6 +97,7 @@ def create_article(author: User | None, data: dict[str, Any]) -> Article:
         price_currency=price["currency"],
         status=STATUS_DRAFT,
         author_id=author.id if author else None,
+        gift_reads=data.get("gift_reads"),
     )
     try:
         with db.session.begin_nested():
@@ -127,6 +128,8 @@ def update_article(article: Article, data: dict[str, Any], editor: User | None) 
         article.teaser = data["teaser"].strip()
     if "price" in data:
         set_price(article, data["price"]["amount"], data["price"]["currency"], editor)
+    if "gift_reads" in data:
+        article.gift_reads = data["gift_reads"]
     if "body" in data:
         digest = text_sha256(data["body"])
         latest = article.latest_revision
@@ -212,6 +215,34 @@ def default_price() -> dict[str, Any]:
         configured: dict[str, Any] = current_app.config["DEFAULT_ARTICLE_PRICE"]
         return dict(configured)
     return {"amount": settings.default_price_amount, "currency": settings.default_price_currency}
+
+
+def _settings_for_update() -> PublicationSettings:
+    settings = _settings()
+    if settings is None:
+        price = default_price()
+        try:
+            with db.session.begin_nested():
+                settings = PublicationSettings(
+                    id=SETTINGS_ROW_ID,
+                    default_price_amount=price["amount"],
+                    default_price_currency=price["currency"],
+                )
+                db.session.add(settings)
+        except IntegrityError:  # another editor created the row first
+            settings = db.session.get(PublicationSettings, SETTINGS_ROW_ID, populate_existing=True)
+            assert settings is not None
+    return settings
+
+
+def set_gift_reads(reads: int, changed_by: User | None) -> PublicationSettings:
+    """How many people one gift link lets read; links already given keep their number."""
+    settings = _settings_for_update()
+    settings.gift_reads = reads
+    settings.updated_at = utcnow()
+    settings.updated_by_id = changed_by.id if changed_by else None
+    db.session.flush()
+    return settings
 
 
 def set_default_price(amount: int, currency: str, changed_by: User | None) -> None:

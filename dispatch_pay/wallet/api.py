@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from dispatch_pay.accounts import spending_cap
 from dispatch_pay.accounts.auth import agent_token, api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
 from dispatch_pay.catalog.offers import offer_for
@@ -35,6 +36,8 @@ from dispatch_pay.wallet.schemas import (
     TopUpStatusSchema,
     WalletQuerySchema,
     WalletSchema,
+    WalletSettingsInputSchema,
+    WalletSettingsSchema,
     wallet_view,
 )
 from models import Article, TopUp, TopUpStatus, db
@@ -245,3 +248,38 @@ def _ask_stripe(topup_id: str) -> TopUp | None:
     except payments.NotCreditable:
         db.session.rollback()
         return payments.find_topup(topup_id)
+
+
+def _settings_view(user_id: int) -> dict[str, object]:
+    settings = spending_cap.settings_of(user_id)
+    if settings is None or settings.daily_cap_currency is None:
+        return {"daily_cap": None, "spent_today": None}
+    currency = settings.daily_cap_currency
+    return WalletSettingsSchema().dump(
+        {
+            "daily_cap": money(settings.daily_cap_amount or 0, currency),
+            "spent_today": money(spending_cap.spent_today(user_id, currency), currency),
+        }
+    )
+
+
+@bp.get("/wallet/settings")
+@operation("The reader's own spending limits", response=WalletSettingsSchema)
+def get_wallet_settings() -> Response:
+    return jsonify(_settings_view(require_user().id))
+
+
+@bp.put("/wallet/settings")
+@operation(
+    "Set the reader's daily spending cap (null removes it)",
+    body=WalletSettingsInputSchema,
+    response=WalletSettingsSchema,
+    description="A purchase that would take the day's (UTC) purchases in the cap's currency "
+    "over it answers 402 `spending_cap_reached` and debits nothing.",
+)
+def put_wallet_settings() -> Response:
+    user = require_user()
+    data = load_json(WalletSettingsInputSchema())
+    if "daily_cap" in data:
+        spending_cap.set_daily_cap(user, data["daily_cap"])
+    return jsonify(_settings_view(user.id))

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from dispatch_pay.api.openapi import ErrorSchema
 from dispatch_pay.catalog.schemas import FullArticleSchema, OfferSchema
@@ -216,6 +224,64 @@ class TopUpStatusSchema(TopUpCreatedSchema):
             "null when the top-up buys nothing"
         },
     )
+
+
+# The most a reader may cap a day's spending at (a guard against typos, not a rule): $10,000.
+DAILY_CAP_MAXIMUM = 1_000_000
+
+
+class DailyCapSchema(MoneySchema):
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(
+            min=0, max=DAILY_CAP_MAXIMUM, error="Must be between {min} and {max} minor units."
+        ),
+    )
+
+
+class WalletSettingsInputSchema(Schema):
+    """Only the fields sent change; `daily_cap: null` removes the cap."""
+
+    daily_cap = fields.Nested(
+        DailyCapSchema,
+        allow_none=True,
+        metadata={"description": "spending on purchases per UTC day in this currency"},
+    )
+
+    @validates_schema
+    def something_to_set(self, data: dict[str, Any], **_: object) -> None:
+        if not data:
+            raise ValidationError("Send at least one setting, e.g. daily_cap.", "daily_cap")
+
+
+class WalletSettingsSchema(Schema):
+    daily_cap = fields.Nested(MoneySchema, allow_none=True)
+    spent_today = fields.Nested(
+        MoneySchema,
+        allow_none=True,
+        metadata={"description": "purchases since midnight UTC, in the cap's currency"},
+    )
+
+
+class DailyCapFormSchema(Schema):
+    """The wallet page's cap form: an amount like "2.00" in major units; empty removes it."""
+
+    class Meta:
+        unknown = EXCLUDE  # the CSRF token
+
+    daily_cap = MajorUnits(allow_none=True, validate=validate.Range(min=0, max=DAILY_CAP_MAXIMUM))
+    currency = fields.String(
+        load_default="usd",
+        validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
+    )
+
+    @pre_load
+    def empty_is_none(self, data: dict[str, Any], **_: object) -> dict[str, Any]:
+        data = dict(data)
+        if not str(data.get("daily_cap", "")).strip():
+            data["daily_cap"] = None
+        return data
 
 
 class TopUpAmountFormSchema(Schema):

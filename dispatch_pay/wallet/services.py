@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import joinedload
 
+from dispatch_pay.accounts.spending_cap import check_daily_cap
 from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.errors import DomainError, invalid_fields
 from dispatch_pay.money import Money
@@ -85,6 +86,7 @@ def purchase_article(
     if token is not None:
         check_agent_budget(token, article)
     price = article.price_amount
+    check_daily_cap(user.id, wallet, price)
     if wallet.balance < price:
         shortfall = price - wallet.balance
         raise DomainError(

@@ -7,8 +7,10 @@ from flask_login import current_user, login_required
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
+from dispatch_pay.accounts import spending_cap
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
+from dispatch_pay.inputs import load
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, Money, format_money
 from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
 from dispatch_pay.payments.limits import (
@@ -23,7 +25,12 @@ from dispatch_pay.payments.limits import (
 from dispatch_pay.payments.services import find_topup
 from dispatch_pay.wallet import ledger
 from dispatch_pay.wallet import services as wallet_services
-from dispatch_pay.wallet.schemas import BuyFormSchema, TopUpAmountFormSchema, wallet_view
+from dispatch_pay.wallet.schemas import (
+    BuyFormSchema,
+    DailyCapFormSchema,
+    TopUpAmountFormSchema,
+    wallet_view,
+)
 from models import Article, db
 
 bp = Blueprint("wallet", __name__)
@@ -61,8 +68,14 @@ def wallet_page() -> tuple[str, int]:
     offer = topup_offer(currency)
     other, amount_error = _other_amount(request.args.get("other", ""), currency)
     gateway = current_gateway()
+    cap = spending_cap.settings_of(current_user.id)
     html = render_template(
         "wallet.html",
+        daily_cap=(
+            {"amount": cap.daily_cap_amount, "currency": cap.daily_cap_currency}
+            if cap is not None and cap.daily_cap_currency
+            else None
+        ),
         wallet=view,
         currency=currency,
         presets=preset_amounts(offer),
@@ -154,3 +167,20 @@ def topup_done(payment_intent_id: str) -> Response:
     else:
         flash(f"{amount} added to your wallet ({balance} now), but the dispatch was not bought.")
     return redirect(url_for("catalog.article_page", slug=article.slug))
+
+
+@bp.post("/wallet/settings")
+@login_required
+def wallet_settings() -> Response:
+    try:
+        data = load(DailyCapFormSchema(), request.form.to_dict())
+    except DomainError:
+        flash("The daily cap must be an amount like 5.00, or empty for no cap. Nothing changed.")
+        return redirect(url_for("wallet.wallet_page", _anchor="spending-cap"))
+    cap = data["daily_cap"]
+    spending_cap.set_daily_cap(
+        current_user._get_current_object(),
+        None if cap is None else {"amount": cap, "currency": data["currency"]},
+    )
+    flash("Daily spending cap saved." if cap is not None else "Daily spending cap removed.")
+    return redirect(url_for("wallet.wallet_page", _anchor="spending-cap"))

@@ -37,17 +37,22 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import TestResponse
 
 from dispatch_pay.api.openapi import AUTOMATIC_METHODS, openapi_path
+from dispatch_pay.catalog.gifts import create_gift, revoke_gift
+from dispatch_pay.catalog.private_feed import feed_secret, new_feed_secret
 from dispatch_pay.wallet.services import purchase_article
 from models import (
     ApiToken,
     Article,
     Entitlement,
+    GiftLink,
     LedgerEntry,
+    PrivateFeed,
     Purchase,
     TopUp,
     User,
     UserSession,
     Wallet,
+    WalletSettings,
     db,
 )
 from tests.support.factories import (
@@ -166,6 +171,18 @@ def report_form(actor: str, world: World) -> dict[str, Any]:
 
 def token_form(_actor: str, _world: World) -> dict[str, Any]:
     return {"name": "pipeline"}
+
+
+def gift_settings(_actor: str, _world: World) -> dict[str, Any]:
+    return {"gift_reads": 3}
+
+
+def daily_cap(_actor: str, _world: World) -> dict[str, Any]:
+    return {"daily_cap": {"amount": 500, "currency": "usd"}}
+
+
+def daily_cap_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"daily_cap": "5.00", "currency": "usd"}
 
 
 def agent_budget(_actor: str, _world: World) -> dict[str, Any]:
@@ -336,6 +353,30 @@ MATRIX: list[Row] = [
     Row("POST /publisher/tokens", (LOGIN, 403, 403, 201), form=token_form),
     # Another user's token (the reader's spare one) is not the publisher's to revoke.
     Row("POST /publisher/tokens/{token_id}/revoke", (LOGIN, 403, 403, 404), form=nothing),
+    Row("PUT /api/v1/publisher/settings", (401, 403, 403, 200), json=gift_settings),
+    # Gift links: the reader owns the article in {slug}; {token} is a revoked link of theirs
+    # (a teaser page for everybody), {gift_id} a live one.
+    Row("GET /gift/{token}", (200, 200, 200, 200), values={"token": "revoked_gift_token"}),
+    Row(
+        "POST /gift/{token}",
+        (303, 303, 303, 303),
+        form=nothing,
+        values={"token": "revoked_gift_token"},
+    ),
+    Row("POST /api/v1/articles/{slug}/gifts", (401, 201, 403, 403)),
+    Row("GET /api/v1/articles/{slug}/gifts", (401, 200, 200, 200)),
+    Row("DELETE /api/v1/gifts/{gift_id}", (401, 200, 404, 404)),
+    Row("POST /articles/{slug}/gifts", (LOGIN, 302, 403, 403), form=nothing),
+    Row("POST /gifts/{gift_id}/revoke", (LOGIN, 302, 404, 404), form=nothing),
+    # The private feed: {secret} is the reader's replaced secret, which opens nothing.
+    Row("GET /feed/{secret}.xml", (404, 404, 404, 404)),
+    Row("GET /api/v1/me/feed", (401, 200, 200, 200)),
+    Row("POST /api/v1/me/feed", (401, 200, 200, 200)),
+    Row("POST /library/feed", (LOGIN, 302, 302, 302), form=nothing),
+    # The caller's own daily cap.
+    Row("GET /api/v1/wallet/settings", (401, 200, 200, 200)),
+    Row("PUT /api/v1/wallet/settings", (401, 200, 200, 200), json=daily_cap),
+    Row("POST /wallet/settings", (LOGIN, 302, 302, 302), form=daily_cap_form),
 ]
 
 
@@ -361,6 +402,11 @@ def build_world() -> World:
     draft = make_article(published=False, verdicts=("supported",))
     topup_id = fund(users["reader"], 500)
     purchase = purchase_article(users["reader"], owned).purchase
+    revoked_gift = create_gift(users["reader"], owned)
+    revoke_gift(users["reader"], revoked_gift.gift.id)
+    live_gift = create_gift(users["reader"], owned)
+    old_feed_secret = feed_secret(users["reader"])
+    new_feed_secret(users["reader"])
     db.session.commit()
     spare = db.session.get(ApiToken, _token_id(make_token(users["reader"])))
     assert spare is not None
@@ -374,6 +420,9 @@ def build_world() -> World:
         "purchase_id": purchase.id,
         "topup_id": topup_id,
         "filename": "style.css",
+        "revoked_gift_token": revoked_gift.token,
+        "gift_id": live_gift.gift.id,
+        "secret": old_feed_secret,
         "sequence": 1,  # the owned article's first signed manifest
         "session_id": _session_elsewhere(users["reader"]),
         "bogus_token": "not-a-link-we-sent",
@@ -413,6 +462,12 @@ def snapshot(reader: User) -> dict[str, Any]:
         "entitlements": rows(Entitlement, "article_id", "source"),
         "topups": rows(TopUp, "id", "status", "payment_intent_id"),
         "tokens": rows(ApiToken, "id", "revoked_at"),
+        "gifts": sorted(
+            (g.id, g.revoked_at)
+            for g in db.session.scalars(select(GiftLink).where(GiftLink.giver_id == reader.id))
+        ),
+        "feeds": rows(PrivateFeed, "id", "secret_hash"),
+        "settings": rows(WalletSettings, "daily_cap_amount", "daily_cap_currency"),
         "articles": sorted(
             (a.slug, a.title, a.status, a.price_amount) for a in db.session.scalars(select(Article))
         ),

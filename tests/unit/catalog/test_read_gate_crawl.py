@@ -21,10 +21,13 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import TestResponse
 
 from dispatch_pay.accounts.services import find_user_by_email
+from dispatch_pay.catalog.gate import Access
+from dispatch_pay.catalog.gifts import create_gift, open_gift, revoke_gift
+from dispatch_pay.catalog.private_feed import feed_secret, new_feed_secret
 from dispatch_pay.catalog.services import find_article
 from dispatch_pay.publisher.services import unpublish, update_article
 from dispatch_pay.verification.services import attach_report
-from models import db
+from models import Article, db
 from tests.support.factories import bearer, claims, grant, make_article, make_token, make_user
 from tests.support.html import parse_page
 from tests.support.web import assert_error, csrf_token_from, log_in
@@ -50,6 +53,10 @@ class Scene:
     token: str
     token_id: int
     canaries: dict[str, str] = field(default_factory=dict)
+    # Gift links of the paid dispatch that no longer open it (used up, revoked) and a
+    # feed secret that was replaced: each must show the teaser (or 404), never the text.
+    gift_tokens: list[str] = field(default_factory=list)
+    feed_secrets: list[str] = field(default_factory=list)
 
     def slugs(self) -> list[str]:
         return [
@@ -109,6 +116,7 @@ def build_scene() -> Scene:
         {"verifier": "crawl", "checked_at": withdrawn.created_at, "claims": claims("contradicted")},
     )
     db.session.commit()
+    gift_tokens, feed_secrets = spent_capabilities(paid)
     reader = make_user()
     token = make_token(reader)
     return Scene(
@@ -122,7 +130,26 @@ def build_scene() -> Scene:
         token=token,
         token_id=reader.tokens[0].id,
         canaries=c,
+        gift_tokens=gift_tokens,
+        feed_secrets=feed_secrets,
     )
+
+
+def spent_capabilities(paid: Article) -> tuple[list[str], list[str]]:
+    """A giver who owns `paid`: one gift link used up by three people, one revoked, and
+    the feed secret they replaced. Plus unknown values of the right and the wrong shape."""
+    giver = make_user()
+    grant(giver, paid)
+    used = create_gift(giver, paid)
+    for n in range(used.reads_left):
+        assert open_gift(used.token, None, f"visitor{n}", claim=True).access is Access.FULL
+    revoked = create_gift(giver, paid)
+    revoke_gift(giver, revoked.gift.id)
+    old_secret = feed_secret(giver)
+    new_feed_secret(giver)
+    db.session.commit()
+    unknown = secrets.token_urlsafe(32)
+    return [used.token, revoked.token, unknown, "short"], [old_secret, unknown, "short"]
 
 
 # How to fill each path parameter. A GET route with any other parameter fails the
@@ -134,8 +161,9 @@ FILLERS: dict[str, Callable[[Scene], list[str]]] = {
     "topup_id": lambda s: ["pi_not_ours"],
     "payment_intent_id": lambda s: ["pi_not_ours"],
     "purchase_id": lambda s: ["1"],
+    "token": lambda s: [*s.gift_tokens, "not-a-link-we-sent"],  # gifts; mailed sign-in, reset links
+    "secret": lambda s: s.feed_secrets,
     "sequence": lambda s: ["1", "2"],
-    "token": lambda s: ["not-a-link-we-sent"],  # mailed sign-in, reset and email links
 }
 
 

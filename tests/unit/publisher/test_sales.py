@@ -171,7 +171,16 @@ def test_api_returns_the_report_as_json(client: FlaskClient, october: dict[str, 
     assert body["period"] == {"from": "2026-10-01", "to": "2026-10-31"}
     assert set(body) == {"period", "articles", "total", "topups", "daily"}
     article = body["articles"][0]
-    assert set(article) == {"slug", "title", "purchases", "refunds", "gross", "refunded", "net"}
+    assert set(article) == {
+        "slug",
+        "title",
+        "purchases",
+        "refunds",
+        "gift_reads",
+        "gross",
+        "refunded",
+        "net",
+    }
     assert body["total"]["purchases"] == 5
     assert {"amount": 78, "currency": "usd"} in body["total"]["net"]
     assert body["daily"][0] == {"date": "2026-10-01", "net": {"amount": 0, "currency": "eur"}}
