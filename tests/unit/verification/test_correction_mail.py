@@ -159,3 +159,16 @@ def test_the_delivered_mail_has_none_of_the_paid_text(
         assert TITLE in part
         for secret in paid:
             assert secret not in part, secret
+
+
+def test_a_hostile_title_is_escaped_and_cannot_inject_headers(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    article, buyer = an_owned_article()
+    article = db.session.get(Article, article.id)  # type: ignore[assignment]
+    article.title = 'Diesel <img src=x onerror="alert(1)">\r\nBcc: victim@example.com'
+    db.session.commit()
+    put_report(client, editor, article, "supported", "weak")
+    (message,) = correction_mail(buyer.email)
+    assert "\r" not in message.subject and "\n" not in message.subject
+    assert "<img" not in message.html_body and "&lt;img" in message.html_body
