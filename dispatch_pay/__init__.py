@@ -50,6 +50,7 @@ def create_app(
     register_commands(app)
     register_public_cache(app)
     register_mcp(app)
+    register_listeners()
     trust_proxies(app)  # last: the outermost middleware (see its docstring)
     return app
 
@@ -69,6 +70,14 @@ def register_extensions(app: Flask, configure_database: bool = True) -> None:
     @login_manager.request_loader
     def _load_user(_request: Request) -> User | None:
         return load_session_user()
+
+
+def register_listeners() -> None:
+    """Domain events wired to their consumers (process-wide; registering twice is a no-op)."""
+    from dispatch_pay.verification.correction_mail import mail_buyers
+    from dispatch_pay.verification.notices import on_correction
+
+    on_correction(mail_buyers)
 
 
 def register_payment_gateway(app: Flask, gateway: PaymentGateway | object | None) -> None:

@@ -1,6 +1,7 @@
 """SQLAlchemy models and the `db` object. Nothing here imports dispatch_pay."""
 
 from models.accounts import (
+    DELETED_EMAIL_DOMAIN,
     LINK_EMAIL_CHANGE,
     LINK_PASSWORD_RESET,
     LINK_SIGN_IN,
@@ -57,6 +58,7 @@ from models.wallet import (
 __all__ = [
     "CATALOG_STATE_ID",
     "DEFAULT_GIFT_READS",
+    "DELETED_EMAIL_DOMAIN",
     "ENTRY_ADJUSTMENT",
     "ENTRY_DISPUTE",
     "ENTRY_PURCHASE",

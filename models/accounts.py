@@ -13,6 +13,9 @@ from models.base import Base, one_of, utcnow
 ROLE_READER = "reader"
 ROLE_PUBLISHER = "publisher"
 
+# Deleted accounts get `deleted-<id>` at this reserved domain (RFC 2606): never mailed.
+DELETED_EMAIL_DOMAIN = "@invalid"
+
 
 class User(Base):
     __tablename__ = "users"
@@ -30,6 +33,11 @@ class User(Base):
     @property
     def is_publisher(self) -> bool:
         return self.role == ROLE_PUBLISHER
+
+    @property
+    def is_deleted(self) -> bool:
+        """A deleted account keeps its row (the ledger points at it); its email is erased."""
+        return self.email.endswith(DELETED_EMAIL_DOMAIN)
 
     # flask-login's user protocol
     @property

@@ -6,6 +6,7 @@ commit (or roll back) together, and `flask send-mail` delivers what was committe
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import timedelta
 from email.headerregistry import Address
@@ -65,7 +66,39 @@ def recipient_over_limit(address: str, kinds: tuple[str, ...]) -> bool:
     return bool(count and count >= RECIPIENT_LIMIT)
 
 
-def queue_mail(kind: str, to: str, subject: str, **context: Any) -> OutboxMessage:
+def dedupe_message_id(key: str) -> str:
+    """The Message-ID of the one message queued for `key` (see `queue_mail_once`)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"<{digest}@{address_domain(current_app.config['MAIL_FROM'])}>"
+
+
+def already_queued(keys: list[str]) -> bool:
+    """True when a message was queued under any of these dedupe keys."""
+    if not keys:
+        return False
+    ids = [dedupe_message_id(key) for key in keys]
+    found = db.session.scalar(
+        select(OutboxMessage.id).where(OutboxMessage.message_id.in_(ids)).limit(1)
+    )
+    return found is not None
+
+
+def queue_mail_once(
+    dedupe_key: str, kind: str, to: str, subject: str, **context: Any
+) -> OutboxMessage | None:
+    """`queue_mail`, unless a message was already queued under `dedupe_key` (then None).
+
+    The key becomes the Message-ID, which is unique in the outbox, so even two
+    transactions racing on the same key cannot both commit a message.
+    """
+    if already_queued([dedupe_key]):
+        return None
+    return queue_mail(kind, to, subject, dedupe_key=dedupe_key, **context)
+
+
+def queue_mail(
+    kind: str, to: str, subject: str, *, dedupe_key: str | None = None, **context: Any
+) -> OutboxMessage:
     """Render `mail/<kind>.txt` and `.html` and add the message to the outbox (flush only)."""
     address = check_address(to)
     if header_injection(subject):
@@ -78,7 +111,11 @@ def queue_mail(kind: str, to: str, subject: str, **context: Any) -> OutboxMessag
         subject=subject,
         text_body=_render(f"mail/{kind}.txt", context),
         html_body=_render(f"mail/{kind}.html", context),
-        message_id=f"<{secrets.token_hex(16)}@{domain}>",
+        message_id=(
+            dedupe_message_id(dedupe_key)
+            if dedupe_key is not None
+            else f"<{secrets.token_hex(16)}@{domain}>"
+        ),
         next_attempt_at=utcnow(),
     )
     db.session.add(message)

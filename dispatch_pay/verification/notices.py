@@ -1,10 +1,11 @@
 """Telling an article's buyers that what they bought was corrected.
 
 `announce_correction` is called in the transaction of every change recorded after
-the first publication (new text, replaced report, withdrawal, return). Until mail
-exists, readers see these changes as notices in their library (`library_notices`);
-the mail sender subscribes with `on_correction` and queues one message per buyer in
-the same transaction, so a notice is never lost or sent for a change that rolled back.
+the first publication (new text, replaced report, withdrawal, return). Readers see
+these changes as notices in their library (`library_notices`), and by mail:
+`correction_mail.mail_buyers`, registered with `on_correction` at app creation, queues
+one message per buyer in the same transaction, so a notice is never lost or sent for
+a change that rolled back.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ _listeners: list[CorrectionListener] = []
 
 
 def on_correction(listener: CorrectionListener) -> CorrectionListener:
-    """Register a function called with (article, manifest, buyer ids) for every correction."""
-    _listeners.append(listener)
+    """Register a function called with (article, manifest, buyer ids) for every correction
+    (once: registering the same function again, e.g. by a second app, changes nothing)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
     return listener
 
 

@@ -25,7 +25,7 @@ from dispatch_pay.payments.gateway import (
     PaymentRequestRejected,
 )
 from dispatch_pay.wallet.disputes import card_refund_room, record_card_refund
-from models import AccountLink, ApiToken, TopUp, User, Wallet, db, utcnow
+from models import DELETED_EMAIL_DOMAIN, AccountLink, ApiToken, TopUp, User, Wallet, db, utcnow
 
 RECENT_LOGIN = timedelta(minutes=10)
 
@@ -146,5 +146,5 @@ def shut_account(user: User) -> None:
     old_email = user.email
     queue_mail("account_deleted", old_email, "Your account is deleted")
     user.password_hash = hash_password(secrets.token_urlsafe(32))
-    user.email = f"deleted-{user.id}@invalid"
+    user.email = f"deleted-{user.id}{DELETED_EMAIL_DOMAIN}"
     db.session.flush()
