@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -175,19 +176,67 @@ def reconcile_command(days: int) -> None:
 
 @click.command("audit")
 def audit_command() -> None:
-    """Check every ledger invariant; exit 1 with a report on any mismatch, 2 if it cannot run."""
+    """Check every ledger invariant; exit 1 with a report on any mismatch, 2 if it cannot run.
+
+    Anomalies an operator acknowledged (`audit-ack`) are listed apart and do not fail it.
+    """
     from dispatch_pay.wallet.audit import audit
+    from dispatch_pay.wallet.audit_acks import acknowledged_anomalies
 
     try:
         problems = audit()
+        reviewed = acknowledged_anomalies()
     except OperationalError as exc:
         raise CouldNotRun(_database_down(exc)) from exc
     for line in problems:
         click.echo(line)
+    if reviewed:
+        click.echo(f"audit: {len(reviewed)} acknowledged anomaly(ies), not counted:")
+        for line in reviewed:
+            click.echo(f"  {line}")
     if problems:
         click.echo(f"audit: {len(problems)} problem(s) found.")
         raise SystemExit(1)
     click.echo("audit: every ledger invariant holds.")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container user without a passwd entry)
+        return ""
+
+
+@click.command("audit-ack")
+@click.argument("event_id")
+@click.option("--note", required=True, help="Why the anomaly needs nothing more (kept for good).")
+@click.option(
+    "--by",
+    "reviewer",
+    default=lambda: _login_name(),
+    show_default="the login name",
+    help="Who reviewed it.",
+)
+def audit_ack_command(event_id: str, note: str, reviewer: str) -> None:
+    """Record that a Stripe event `audit` reported was reviewed; audit stops failing on it.
+
+    The event stays as stored; the acknowledgement is append-only. An unknown, unreported
+    or already acknowledged event is refused (exit 1) and nothing changes.
+    """
+    from dispatch_pay.wallet.audit_acks import acknowledge
+
+    try:
+        ack = acknowledge(event_id, by=reviewer, note=note)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from exc
+    except OperationalError as exc:
+        raise CouldNotRun(_database_down(exc)) from exc
+    click.echo(
+        f"audit-ack: Stripe event {event_id} acknowledged by {ack.acknowledged_by} "
+        f"at {ack.acknowledged_at:%Y-%m-%d %H:%M} UTC."
+    )
 
 
 @click.group("signing-key", help="The Ed25519 keys that sign verification manifests.")
@@ -273,6 +322,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(send_mail_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(audit_command)
+    app.cli.add_command(audit_ack_command)
     app.cli.add_command(db_group)
     app.cli.add_command(create_publisher)
     app.cli.add_command(seed_demo)

@@ -266,3 +266,25 @@ class WebhookEvent(Base):
     outcome: Mapped[str] = mapped_column(String(40), default="processed")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditAck(Base):
+    """An operator's review of an anomaly `audit` reported: who, when and why.
+
+    Append-only (the database refuses UPDATE and DELETE): the event stays as Stripe sent
+    it, and `audit` lists it as acknowledged instead of failing on it.
+    """
+
+    __tablename__ = "audit_acks"
+    __table_args__ = (
+        CheckConstraint("length(acknowledged_by) > 0", name="acknowledged_by_not_empty"),
+        CheckConstraint("length(note) > 0", name="note_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_event_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="RESTRICT"), unique=True
+    )
+    acknowledged_by: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str] = mapped_column(String(2000))
+    acknowledged_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,7 +3,7 @@
 Every credit of a top-up lands in the wallet of the reader who made it, for an amount
 within the top-up limits; a refund or a dispute that Stripe reported (on the top-up, or
 in a stored event) has been taken from the wallet; a lost dispute was debited and a won
-one was not; events that were refused a credit are reported until someone looks; no
+one was not; events that were refused a credit are reported until an operator acknowledges them; no
 reader refunded more purchases than the limit allows.
 """
 
@@ -21,6 +21,7 @@ from models import (
     ENTRY_DISPUTE,
     ENTRY_TOPUP,
     ENTRY_TOPUP_REFUNDED,
+    AuditAck,
     Dispute,
     DisputeOutcome,
     LedgerEntry,
@@ -194,16 +195,30 @@ def _disputes_applied(credited: dict[str, TopUp]) -> list[str]:
     return problems
 
 
-def _rejected_events() -> list[str]:
-    rows = db.session.execute(
-        select(WebhookEvent.stripe_event_id, WebhookEvent.type, WebhookEvent.outcome).where(
-            WebhookEvent.outcome.like("rejected%")
-        )
+REJECTED_OUTCOME = "rejected%"
+
+
+def rejected_events(*, acknowledged: bool) -> Any:
+    """Stored events refused a credit, with their acknowledgement (None when unreviewed)."""
+    reviewed = AuditAck.id.is_not(None) if acknowledged else AuditAck.id.is_(None)
+    return db.session.execute(
+        select(WebhookEvent, AuditAck)
+        .outerjoin(AuditAck, AuditAck.webhook_event_id == WebhookEvent.id)
+        .where(WebhookEvent.outcome.like(REJECTED_OUTCOME), reviewed)
+        .order_by(WebhookEvent.id)
+    ).all()
+
+
+def rejected_event_line(event: WebhookEvent) -> str:
+    return (
+        f"stripe event {event.stripe_event_id[:80]} ({event.type[:60]}): "
+        f"not applied, {event.outcome}"
     )
-    return [
-        f"stripe event {event_id[:80]} ({event_type[:60]}): not applied, {outcome}"
-        for event_id, event_type, outcome in rows
-    ]
+
+
+def _rejected_events() -> list[str]:
+    """Until an operator acknowledges one (`flask audit-ack`), each is a problem."""
+    return [rejected_event_line(event) for event, _ack in rejected_events(acknowledged=False)]
 
 
 def _refund_limit_kept(per_period: int, period: timedelta) -> list[str]:

@@ -7,41 +7,17 @@ The PostgreSQL run uses a schema of its own, so the suite's database is left alo
 from __future__ import annotations
 
 import importlib.util
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from dispatch_pay.cli import MIGRATIONS, alembic_config
 from models import DisputeOutcome, DisputeStatus, RefundedBy, TopUpStatus
 
-PG = os.environ.get("TEST_DATABASE_URL")
 SCHEMA = "migration_0008"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrate.sqlite'}"
-        return
-    if not PG:
-        pytest.skip("TEST_DATABASE_URL is not set")
-    admin = create_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-    scoped = make_url(PG).update_query_dict({"options": f"-csearch_path={SCHEMA}"})
-    yield scoped.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-    admin.dispose()
 
 
 def seed_previous_schema(url: str) -> None:
