@@ -11,54 +11,31 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import Engine
 
-from models import db
-from tests.support.factories import bearer, make_token, make_user
+from tests.support.factories import bearer, make_token, reader_with_own_id
 from tests.support.faults import (
     CUT,
     FORWARD,
     FREEZE,
     STRIPE_TIMEOUT,
     FaultyStripe,
+    fault_app,
     faulty_stripe,
-    stripe_fault_app,
 )
 from tests.support.servers import LocalStripe, wait_until
-from tests.support.stripe_helpers import CARD_3DS, card_payment_method
+from tests.support.stripe_helpers import pending_top_up
 
-__all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
+__all__ = ["fault_app", "faulty_stripe"]  # fixtures: pytest finds them as attributes here
 
 TOPUPS = "/api/v1/wallet/topups"
 _reader_ids = itertools.count(11_700_000)
 
 
 def new_token() -> str:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return make_token(user)
-
-
-def pending_top_up(client: FlaskClient, base: str, token: str) -> str:
-    response = client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(base, CARD_3DS),
-        },
-        headers=bearer(token),
-    )
-    assert response.status_code == 201, response.json
-    assert response.json["topup"]["status"] == "requires_action"
-    return str(response.json["topup"]["id"])
 
 
 def stripe_reads_of(server: LocalStripe, pi_id: str) -> int:
@@ -67,21 +44,10 @@ def stripe_reads_of(server: LocalStripe, pi_id: str) -> int:
     return sum(1 for line in server.log_path.read_text().splitlines() if pattern.search(line))
 
 
-@pytest.fixture()
-def poll_app(
-    backend: tuple[str, Engine], faulty_stripe: FaultyStripe, app: Flask, db_connection: Any
-) -> Iterator[Flask]:
-    own = stripe_fault_app(backend, faulty_stripe, retries=0)
-    faulty_stripe.proxy.set_mode(FORWARD)
-    with own.app_context():
-        yield own
-    faulty_stripe.proxy.set_mode(FORWARD)
-
-
 def test_thirty_polls_ask_stripe_about_the_top_up_at_most_twice(
-    poll_app: Flask, faulty_stripe: FaultyStripe
+    fault_app: Flask, faulty_stripe: FaultyStripe
 ) -> None:
-    client = poll_app.test_client()
+    client = fault_app.test_client()
     token = new_token()
     pi_id = pending_top_up(client, faulty_stripe.server.base, token)
     before = stripe_reads_of(faulty_stripe.server, pi_id)
@@ -97,9 +63,9 @@ def test_thirty_polls_ask_stripe_about_the_top_up_at_most_twice(
 
 
 def test_a_reader_who_polls_without_end_is_limited(
-    poll_app: Flask, faulty_stripe: FaultyStripe
+    fault_app: Flask, faulty_stripe: FaultyStripe
 ) -> None:
-    client = poll_app.test_client()
+    client = fault_app.test_client()
     token = new_token()
     pi_id = pending_top_up(client, faulty_stripe.server.base, token)
     statuses = [
@@ -116,9 +82,9 @@ def test_a_reader_who_polls_without_end_is_limited(
 
 
 def test_a_poll_while_stripe_hangs_answers_within_the_timeout_with_what_is_known(
-    poll_app: Flask, faulty_stripe: FaultyStripe
+    fault_app: Flask, faulty_stripe: FaultyStripe
 ) -> None:
-    client = poll_app.test_client()
+    client = fault_app.test_client()
     token = new_token()
     pi_id = pending_top_up(client, faulty_stripe.server.base, token)
     time.sleep(3.5)  # past the throttle window of the top-up's creation, if it counts

@@ -34,7 +34,7 @@ from models.base import build_engine
 from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import test_config as app_config
 from tests.support import ledger_check
-from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, make_user, reader_with_own_id
 from tests.support.faults import (
     CUT,
     DROP_RESPONSES,
@@ -47,6 +47,7 @@ from tests.support.faults import (
     backends_waiting_on_locks,
     child_pids,
     committing_session,
+    fault_app,
     faulty_stripe,
     own_postgres_database,
     process_gone,
@@ -64,7 +65,7 @@ from tests.support.stripe_helpers import (
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
-__all__ = ["faulty_stripe"]  # a fixture: pytest finds it as an attribute of this module
+__all__ = ["fault_app", "faulty_stripe"]  # fixtures: pytest finds them as attributes here
 # stripe-python sleeps between attempts (0.5 s and more); anything past this is a hang.
 SLACK = 1.5
 # Ids no other reader of the run has: this localstripe keeps the PaymentIntents of every
@@ -75,19 +76,6 @@ _reader_ids = itertools.count(7_000_000)
 # --- Stripe faults (every backend) ----------------------------------------------------------
 
 
-@pytest.fixture()
-def fault_app(
-    backend: tuple[str, Engine], faulty_stripe: FaultyStripe, app: Flask, db_connection: Any
-) -> Iterator[Flask]:
-    # localstripe ignores Idempotency-Key, so a retried attempt whose first answer was lost
-    # would charge twice there (never on Stripe): these tests make one attempt per call.
-    own = stripe_fault_app(backend, faulty_stripe, retries=0)
-    faulty_stripe.proxy.set_mode(FORWARD)
-    with own.app_context():
-        yield own
-    faulty_stripe.proxy.set_mode(FORWARD)
-
-
 @dataclass
 class Reader:
     id: int
@@ -95,9 +83,7 @@ class Reader:
 
 
 def new_reader() -> Reader:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return Reader(user.id, make_token(user))
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cross_process import http_call as _http
+from tests.support.cross_process import publisher_token as _publisher_token
+from tests.support.cross_process import shared_database
 from tests.support.factories import claims
 from tests.support.servers import AppServer
-from tests.unit.catalog.test_public_cache import _http, _publisher_token, shared_database
 
 pytestmark = pytest.mark.e2e
 __all__ = ["shared_database"]  # the fixture, used by name below

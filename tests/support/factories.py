@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,16 @@ def make_user(email: str | None = None, *, role: str = "reader", password: str =
     user = register_user(email or f"reader{next(_seq)}@example.com", password)
     if role == ROLE_PUBLISHER:
         user.role = ROLE_PUBLISHER
+    db.session.commit()
+    return user
+
+
+def reader_with_own_id(ids: Iterator[int]) -> User:
+    """A committed reader whose id comes from `ids`, a range no other test uses: the
+    localstripe of a run keeps every test's PaymentIntents (whose metadata name reader ids),
+    and SQLite reuses the ids of rolled-back rows."""
+    user = make_user()
+    user.id = next(ids)
     db.session.commit()
     return user
 

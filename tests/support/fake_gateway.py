@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import Flask
+from sqlalchemy import Engine
+
+from dispatch_pay import create_app
 from dispatch_pay.payments.gateway import Fee, Intent, PaymentRequestRejected
+from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 
 # eq=False: a gateway is one service object, compared and hashed by identity.
@@ -71,3 +76,22 @@ class InMemoryGateway:
 
     def js_url(self) -> str:
         return "https://js.stripe.com/v3/"
+
+
+def app_paying_through(backend: tuple[str, Engine], gateway: Any, **config: Any) -> Flask:
+    """The app with `gateway` as its PaymentGateway and the tests' webhook secret.
+
+    Made before `db_connection` binds the session, as the suite's own apps are.
+    """
+    from tests.conftest import test_config as app_config  # the suite's one test configuration
+
+    _kind, engine = backend
+    return create_app(
+        app_config(
+            engine.url.render_as_string(hide_password=False),
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            **config,
+        ),
+        payment_gateway=gateway,
+        configure_database=False,
+    )

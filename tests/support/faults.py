@@ -244,3 +244,19 @@ def stripe_fault_app(backend: tuple[str, Engine], stripe: FaultyStripe, retries:
         ),
         configure_database=False,
     )
+
+
+@pytest.fixture()
+def fault_app(
+    backend: tuple[str, Engine], faulty_stripe: FaultyStripe, app: Flask, db_connection: Any
+) -> Iterator[Flask]:
+    """The app behind the proxy, in its app context, one attempt per Stripe call.
+
+    localstripe ignores Idempotency-Key, so a retried attempt whose first answer was lost
+    would charge twice there (never on Stripe). Each test starts and ends forwarding.
+    """
+    own = stripe_fault_app(backend, faulty_stripe, retries=0)
+    faulty_stripe.proxy.set_mode(FORWARD)
+    with own.app_context():
+        yield own
+    faulty_stripe.proxy.set_mode(FORWARD)

@@ -160,22 +160,59 @@ def dispute_obj(
     }
 
 
-def card_top_up(client: Any, api_base: str, token: str, amount: int = 500, **extra: Any) -> Any:
-    """Top up `token`'s wallet through the API with a card localstripe accepts; the API
-    must answer 201 (the top-up was charged). Returns the response; what to check about
-    the credit is each test's own business. `extra`: more request fields (e.g. `buy`)."""
+def card_top_up(
+    client: Any,
+    api_base: str,
+    token: str,
+    amount: Any = 500,
+    *,
+    card: str = CARD_OK,
+    currency: str = "usd",
+    status: int = 201,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
+    """Top up `token`'s wallet through the API with a card (by default one localstripe
+    accepts); the API must answer `status` (201: the top-up was charged). Returns the
+    response; what to check about the credit is each test's own business. `extra`: more
+    request fields (e.g. `buy`); `headers`: more request headers (e.g. Idempotency-Key)."""
     response = client.post(
         "/api/v1/wallet/topups",
         json={
             "amount": amount,
-            "currency": "usd",
-            "payment_method": card_payment_method(api_base),
+            "currency": currency,
+            "payment_method": card_payment_method(api_base, card),
             **extra,
         },
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}", **(headers or {})},
     )
-    assert response.status_code == 201, response.json
+    assert response.status_code == status, response.json
     return response
+
+
+def paid_in_stripe_unheard(api_base: str, reader_id: int, amount: int = 500) -> str:
+    """A top-up PaymentIntent of `reader_id` with all of our metadata, confirmed in Stripe
+    directly: it succeeded, and no webhook is sent. Its id."""
+    pi = stripe_client(api_base).v1.payment_intents.create(
+        params={
+            "amount": amount,
+            "currency": "usd",
+            "payment_method_types": ["card"],
+            "payment_method": card_payment_method(api_base),
+            "confirm": True,
+            "metadata": topup_metadata(reader_id, recorded_topup(reader_id, amount)),
+        }
+    )
+    assert pi.status == "succeeded"
+    return str(pi.id)
+
+
+def pending_top_up(client: Any, api_base: str, token: str, amount: int = 500) -> str:
+    """A top-up with a card that asks for 3-D Secure: it waits for the reader's bank
+    (`requires_action`) and the app knows its PaymentIntent. Its id."""
+    response = card_top_up(client, api_base, token, amount, card=CARD_3DS)
+    assert response.json["topup"]["status"] == "requires_action"
+    return str(response.json["topup"]["id"])
 
 
 def unheard_top_up(client: Any, api_base: str, token: str, amount: int = 500, **extra: Any) -> str:

@@ -8,25 +8,17 @@ through the publishing API of one and reads it at once from the other.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
 from werkzeug.test import TestResponse
 
-from dispatch_pay.cli import alembic_config
 from models import CatalogState, db
-from models.base import build_engine
-from tests.conftest import TEST_DATABASE_URL
+from tests.support.cross_process import http_call as _http
+from tests.support.cross_process import publisher_token as _publisher_token
+from tests.support.cross_process import shared_database
 from tests.support.factories import (
     PASSWORD,
     bearer,
@@ -36,8 +28,10 @@ from tests.support.factories import (
     make_token,
     make_user,
 )
-from tests.support.servers import BIN, AppServer
+from tests.support.servers import AppServer
 from tests.support.web import csrf_token_from
+
+__all__ = ["shared_database"]  # a fixture: pytest finds it as an attribute of this module
 
 BODY = "Body words only a paying reader may see."
 
@@ -228,61 +222,7 @@ def test_wallet_and_library_are_private(client: FlaskClient) -> None:
         assert "private" in response.headers["Cache-Control"]
 
 
-# --- two app processes on one database ------------------------------------------------
-
-
-def _http(
-    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
-) -> tuple[int, dict[str, str], str]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
-
-
-@pytest.fixture()
-def shared_database(backend: tuple[str, Engine], tmp_path: Path) -> Iterator[str]:
-    """A migrated database that both servers use and that commits for real."""
-    kind = backend[0]
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
-        command.upgrade(alembic_config(url), "head")
-        yield url
-        return
-    assert TEST_DATABASE_URL
-    schema = f"xproc_{uuid.uuid4().hex[:8]}"
-    admin = build_engine(TEST_DATABASE_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in TEST_DATABASE_URL else "?"
-    url = f"{TEST_DATABASE_URL}{sep}options=-csearch_path%3D{schema}"
-    try:
-        command.upgrade(alembic_config(url), "head")
-        yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-def _publisher_token(url: str) -> str:
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "cross-process-test-secret"}
-    result = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "create-publisher", "xproc@example.com"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[3],
-    )
-    return result.stdout.strip().splitlines()[-1]
+# --- two app processes on one database (tests/support/cross_process.py) ------------------
 
 
 def test_price_change_through_another_process_shows_at_once(

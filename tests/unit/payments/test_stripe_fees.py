@@ -19,7 +19,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from dispatch_pay import create_app
 from dispatch_pay.cli import fill_fees
 from dispatch_pay.payments.gateway import (
     Fee,
@@ -30,12 +29,10 @@ from dispatch_pay.payments.gateway import (
 )
 from dispatch_pay.payments.stripe_gateway import fee_from_charge, intent_from_payload
 from models import TopUp, User, db, utcnow
-from tests.conftest import test_config as app_config
-from tests.support.factories import bearer, make_token, make_user
-from tests.support.fake_gateway import InMemoryGateway
+from tests.support.factories import bearer, make_token, make_user, reader_with_own_id
+from tests.support.fake_gateway import InMemoryGateway, app_paying_through
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
-    WEBHOOK_SECRET,
     card_payment_method,
     card_top_up,
     event,
@@ -104,18 +101,8 @@ class Fake:
 
 @pytest.fixture()
 def fake_app(backend: Any) -> tuple[Flask, FakeGateway]:
-    """Made before `db_connection` binds the session, as the suite's own apps are."""
-    _kind, engine = backend
     gateway = FakeGateway()
-    app = create_app(
-        app_config(
-            engine.url.render_as_string(hide_password=False),
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        ),
-        payment_gateway=gateway,
-        configure_database=False,
-    )
-    return app, gateway
+    return app_paying_through(backend, gateway), gateway
 
 
 @pytest.fixture()
@@ -394,9 +381,7 @@ _reader_ids = itertools.count(9_600_000)
 
 
 def reader_in_own_range() -> User:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return user
 
 

@@ -16,8 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine
 
-from models import db
-from tests.support.factories import bearer, make_token, make_user
+from tests.support.factories import bearer, make_token, reader_with_own_id
 from tests.support.faults import (
     CUT,
     FORWARD,
@@ -38,9 +37,7 @@ _reader_ids = itertools.count(11_800_000)
 
 
 def new_token() -> str:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return make_token(user)
 
 

@@ -77,15 +77,7 @@ def test_a_declined_card_is_a_402_and_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe, reader_token: tuple[int, str]
 ) -> None:
     reader_id, token = reader_token
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base, CARD_DECLINED),
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token, card=CARD_DECLINED, status=402)
 
     assert response.status_code == 402, response.json
     assert response.json["error"]["code"] == "card_declined"
@@ -110,13 +102,10 @@ def test_amounts_outside_the_limits_are_refused_before_stripe_is_asked(
     currency: str,
 ) -> None:
     _reader_id, token = reader_token
-    payment_method = card_payment_method(localstripe.base)
     before = payment_intent_count(localstripe.base)
 
-    response = stripe_client.post(
-        TOPUPS,
-        json={"amount": amount, "currency": currency, "payment_method": payment_method},
-        headers=bearer(token),
+    response = card_top_up(
+        stripe_client, localstripe.base, token, amount, currency=currency, status=422
     )
 
     assert response.status_code == 422, response.json
@@ -136,15 +125,7 @@ def test_amounts_that_are_not_integers_are_refused(
 ) -> None:
     _reader_id, token = reader_token
     before = payment_intent_count(localstripe.base)
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": amount,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token, amount, status=422)
     assert response.status_code == 422, response.json
     assert "amount" in response.json["error"]["fields"]
     assert payment_intent_count(localstripe.base) == before
@@ -175,15 +156,7 @@ def test_amounts_at_the_limits_are_allowed(
     currency: str,
 ) -> None:
     _reader_id, token = reader_token
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": amount,
-            "currency": currency,
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token, amount, currency=currency)
     assert response.status_code == 201, response.json
     assert response.json["topup"]["status"] == "succeeded"
     assert wallet_of(stripe_client, token, currency)["balance"] == {
@@ -229,14 +202,8 @@ def test_idempotency_keys_belong_to_one_reader(
     tokens = [make_token(make_user()), make_token(make_user())]
     ids = []
     for token in tokens:
-        response = stripe_client.post(
-            TOPUPS,
-            json={
-                "amount": 500,
-                "currency": "usd",
-                "payment_method": card_payment_method(localstripe.base),
-            },
-            headers={**bearer(token), "Idempotency-Key": "shared-key"},
+        response = card_top_up(
+            stripe_client, localstripe.base, token, headers={"Idempotency-Key": "shared-key"}
         )
         assert response.status_code == 201, response.json
         ids.append(response.json["topup"]["id"])
@@ -270,16 +237,7 @@ def test_buy_completes_the_purchase_once_the_top_up_is_credited(
         == 402
     )
 
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-            "buy": article.slug,
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token, buy=article.slug)
 
     assert response.status_code == 201, response.json
     assert response.json["topup"]["status"] == "succeeded"
@@ -312,16 +270,7 @@ def test_buy_must_name_a_published_article_in_the_top_up_currency(
     }[what]()
     before = payment_intent_count(localstripe.base)
 
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-            "buy": slug,
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token, buy=slug, status=422)
 
     assert response.status_code == 422, response.json
     assert "buy" in response.json["error"]["fields"]
@@ -334,16 +283,7 @@ def test_a_card_that_needs_3ds_waits_for_the_browser(
 ) -> None:
     reader_id, token = reader_token
     article = make_article(price=39)
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base, CARD_3DS),
-            "buy": article.slug,
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token, card=CARD_3DS, buy=article.slug)
 
     assert response.status_code == 201, response.json
     topup = response.json["topup"]
@@ -399,15 +339,7 @@ def test_other_readers_cannot_see_a_top_up(
     stripe_client: FlaskClient, localstripe: LocalStripe, reader_token: tuple[int, str]
 ) -> None:
     _reader_id, token = reader_token
-    response = stripe_client.post(
-        TOPUPS,
-        json={
-            "amount": 500,
-            "currency": "usd",
-            "payment_method": card_payment_method(localstripe.base),
-        },
-        headers=bearer(token),
-    )
+    response = card_top_up(stripe_client, localstripe.base, token)
     other = make_token(make_user())
     peek = stripe_client.get(f"{TOPUPS}/{response.json['topup']['id']}", headers=bearer(other))
     assert peek.status_code == 404

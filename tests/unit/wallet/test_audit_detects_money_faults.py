@@ -70,6 +70,22 @@ def credited_top_up(
     return topup
 
 
+def closed_dispute(wallet: Wallet, topup: TopUp, dispute_id: str, outcome: str) -> None:
+    """A dispute of the whole top-up, closed with `outcome`, as the dispute handler records it."""
+    db.session.add(
+        Dispute(
+            stripe_dispute_id=dispute_id,
+            wallet_id=wallet.id,
+            payment_intent_id=str(topup.payment_intent_id),
+            charge_id=topup.charge_id,
+            amount=500,
+            status="closed",
+            outcome=outcome,
+            closed_at=utcnow(),
+        )
+    )
+
+
 def stored_event(event_type: str, obj: dict[str, Any], outcome: str = "ignored") -> None:
     n = next(_seq)
     db.session.add(
@@ -178,18 +194,7 @@ def test_a_lost_dispute_never_debited(client: FlaskClient) -> None:
     wallet = wallet_of(reader)
     topup = credited_top_up(reader, wallet)
     assert topup.payment_intent_id is not None
-    db.session.add(
-        Dispute(
-            stripe_dispute_id="dp_planted_lost",
-            wallet_id=wallet.id,
-            payment_intent_id=topup.payment_intent_id,
-            charge_id=topup.charge_id,
-            amount=500,
-            status="closed",
-            outcome="lost",
-            closed_at=utcnow(),
-        )
-    )
+    closed_dispute(wallet, topup, "dp_planted_lost", "lost")
     db.session.flush()
     assert_reported("dp_planted_lost")
 
@@ -200,18 +205,7 @@ def test_a_won_dispute_debited(client: FlaskClient) -> None:
     wallet = wallet_of(reader)
     topup = credited_top_up(reader, wallet)
     assert topup.payment_intent_id is not None
-    db.session.add(
-        Dispute(
-            stripe_dispute_id="dp_planted_won",
-            wallet_id=wallet.id,
-            payment_intent_id=topup.payment_intent_id,
-            charge_id=topup.charge_id,
-            amount=500,
-            status="closed",
-            outcome="won",
-            closed_at=utcnow(),
-        )
-    )
+    closed_dispute(wallet, topup, "dp_planted_won", "won")
     entry(
         wallet,
         ENTRY_DISPUTE,

@@ -18,14 +18,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from dispatch_pay import create_app
 from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.wallet.audit import audit
 from models import User
-from tests.conftest import test_config as app_config
 from tests.support.factories import bearer, make_token, make_user
-from tests.support.fake_gateway import InMemoryGateway
-from tests.support.stripe_helpers import WEBHOOK_SECRET, dispute_obj, event, signed
+from tests.support.fake_gateway import InMemoryGateway, app_paying_through
+from tests.support.stripe_helpers import dispute_obj, event, signed
 
 _ids = itertools.count(1)
 
@@ -99,17 +97,8 @@ class Guarded:
 
 @pytest.fixture()
 def guarded_app(backend: Any) -> tuple[Flask, PendingGateway]:
-    _kind, engine = backend
     gateway = PendingGateway()
-    app = create_app(
-        app_config(
-            engine.url.render_as_string(hide_password=False),
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        ),
-        payment_gateway=gateway,
-        configure_database=False,
-    )
-    return app, gateway
+    return app_paying_through(backend, gateway), gateway
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 
 from dispatch_pay.payments.services import prepare_topup
 from models import ENTRY_TOPUP, LedgerEntry, Purchase, TopUp, User, Wallet, db
-from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, reader_with_own_id
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
     CARD_3DS,
@@ -26,9 +26,8 @@ from tests.support.stripe_helpers import (
     card_top_up,
     dispute_obj,
     event,
-    recorded_topup,
+    paid_in_stripe_unheard,
     signed,
-    topup_metadata,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
@@ -45,30 +44,12 @@ class Reader:
 
 @pytest.fixture()
 def reader() -> Reader:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return Reader(user.id, make_token(user))
 
 
 def run(app: Flask, command: str) -> Any:
     return app.test_cli_runner().invoke(args=[command])
-
-
-def paid_directly_in_stripe(base: str, reader_id: int, amount: int) -> str:
-    """A top-up PaymentIntent confirmed in Stripe with our metadata; no webhook is sent."""
-    pi = stripe_api(base).v1.payment_intents.create(
-        params={
-            "amount": amount,
-            "currency": "usd",
-            "payment_method_types": ["card"],
-            "payment_method": card_payment_method(base),
-            "confirm": True,
-            "metadata": topup_metadata(reader_id, recorded_topup(reader_id, amount)),
-        }
-    )
-    assert pi.status == "succeeded"
-    return str(pi.id)
 
 
 def balance(client: FlaskClient, reader: Reader) -> int:
@@ -89,7 +70,7 @@ def credits_for(pi_id: str) -> list[int]:
 def test_reconcile_credits_a_top_up_whose_webhook_never_came_once(
     stripe_app: Flask, stripe_client: FlaskClient, localstripe: LocalStripe, reader: Reader
 ) -> None:
-    pi_id = paid_directly_in_stripe(localstripe.base, reader.id, 700)
+    pi_id = paid_in_stripe_unheard(localstripe.base, reader.id, 700)
     assert balance(stripe_client, reader) == 0
 
     first = run(stripe_app, "reconcile")
@@ -179,7 +160,7 @@ def busy_books(app: Flask, client: FlaskClient, base: str, reader: Reader) -> in
         headers=bearer(reader.token),
     )
     assert refund.status_code == 200
-    disputed = paid_directly_in_stripe(base, reader.id, 300)
+    disputed = paid_in_stripe_unheard(base, reader.id, 300)
     assert f"credited {disputed}" in run(app, "reconcile").output
     dispute = dispute_obj(f"dp_{disputed}", disputed, 300, "lost")
     dispute["charge"] = db.session.scalar(

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 
 from dispatch_pay.wallet.audit import audit
 from models import ENTRY_TOPUP, LedgerEntry, WebhookEvent, db
-from tests.support.factories import bearer, make_token, make_user
+from tests.support.factories import bearer, make_token, reader_with_own_id
 from tests.support.faults import CUT, FORWARD, FaultyStripe, faulty_stripe, stripe_fault_app
 from tests.support.stripe_helpers import (
     dispute_obj,
@@ -58,9 +58,7 @@ def client(stripe_app_behind_proxy: Flask) -> FlaskClient:
 
 
 def new_reader_token() -> str:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return make_token(user)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -41,17 +41,17 @@ from models import (
     db,
     utcnow,
 )
-from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, make_user, reader_with_own_id
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
     card_payment_method,
     charge_obj,
     dispute_obj,
     event,
+    paid_in_stripe_unheard,
     payment_intent_obj,
     recorded_topup,
     signed,
-    topup_metadata,
 )
 from tests.support.stripe_helpers import stripe_client as stripe_api
 
@@ -67,9 +67,7 @@ class Reader:
 
 
 def new_reader() -> Reader:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return Reader(user, make_token(user))
 
 
@@ -100,18 +98,8 @@ def latest_charge(base: str, pi_id: str) -> dict[str, Any]:
 
 def paid_directly_in_stripe(base: str, reader: Reader, amount: int = 500) -> Paid:
     """A succeeded top-up PaymentIntent the app has not heard of yet."""
-    pi = stripe_api(base).v1.payment_intents.create(
-        params={
-            "amount": amount,
-            "currency": "usd",
-            "payment_method_types": ["card"],
-            "payment_method": card_payment_method(base),
-            "confirm": True,
-            "metadata": topup_metadata(reader.user.id, recorded_topup(reader.user.id, amount)),
-        }
-    )
-    assert pi.status == "succeeded"
-    return Paid(pi.id, latest_charge(base, pi.id)["id"], amount)
+    pi_id = paid_in_stripe_unheard(base, reader.user.id, amount)
+    return Paid(pi_id, latest_charge(base, pi_id)["id"], amount)
 
 
 def deliver(client: FlaskClient, evt: dict[str, Any]) -> str:
@@ -392,13 +380,23 @@ def bought(client: FlaskClient, reader: Reader, article: Article) -> int:
     return int(response.json["purchase"]["id"])
 
 
+def top_up_and_buy(client: FlaskClient, base: str, reader: Reader, article: Article) -> int:
+    top_up(client, base, reader)
+    return bought(client, reader, article)
+
+
+def backdate(purchase_id: int, **moments: datetime) -> None:
+    """Move a purchase's creation or refund into the past, as time passing would."""
+    db.session.execute(update(Purchase).where(Purchase.id == purchase_id).values(**moments))
+    db.session.commit()
+
+
 def test_the_buyer_may_refund_within_24_hours(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
     reader = new_reader()
     article = make_article(price=39)
-    top_up(stripe_client, localstripe.base, reader)
-    purchase_id = bought(stripe_client, reader, article)
+    purchase_id = top_up_and_buy(stripe_client, localstripe.base, reader, article)
     assert balance(stripe_client, reader) == 461
 
     response = refund(stripe_client, reader.token, purchase_id)
@@ -429,14 +427,8 @@ def test_the_refund_window_closes_after_24_hours(
 ) -> None:
     reader = new_reader()
     article = make_article(price=39)
-    top_up(stripe_client, localstripe.base, reader)
-    purchase_id = bought(stripe_client, reader, article)
-    db.session.execute(
-        update(Purchase)
-        .where(Purchase.id == purchase_id)
-        .values(created_at=utcnow() - timedelta(hours=24, minutes=1))
-    )
-    db.session.commit()
+    purchase_id = top_up_and_buy(stripe_client, localstripe.base, reader, article)
+    backdate(purchase_id, created_at=utcnow() - timedelta(hours=24, minutes=1))
 
     response = refund(stripe_client, reader.token, purchase_id)
 
@@ -463,12 +455,7 @@ def test_a_fourth_reader_refund_in_30_days_is_refused(
     assert fourth.json["error"]["code"] == "refund_limit_reached"
     assert balance(stripe_client, reader) == 500 - 2 * 39
     # Refunds older than 30 days no longer count.
-    db.session.execute(
-        update(Purchase)
-        .where(Purchase.id == purchases[0])
-        .values(refunded_at=utcnow() - timedelta(days=31))
-    )
-    db.session.commit()
+    backdate(purchases[0], refunded_at=utcnow() - timedelta(days=31))
     assert refund(stripe_client, reader.token, purchases[3]).status_code == 200
     assert refund(stripe_client, reader.token, purchases[4]).status_code == 409
 
@@ -478,8 +465,7 @@ def test_only_the_buyer_or_a_publisher_may_refund(
 ) -> None:
     buyer, stranger = new_reader(), new_reader()
     article = make_article(price=39)
-    top_up(stripe_client, localstripe.base, buyer)
-    purchase_id = bought(stripe_client, buyer, article)
+    purchase_id = top_up_and_buy(stripe_client, localstripe.base, buyer, article)
 
     response = refund(stripe_client, stranger.token, purchase_id)
 
@@ -495,14 +481,8 @@ def test_the_publisher_may_refund_any_purchase(
 ) -> None:
     reader = new_reader()
     article = make_article(price=39)
-    top_up(stripe_client, localstripe.base, reader)
-    purchase_id = bought(stripe_client, reader, article)
-    db.session.execute(
-        update(Purchase)
-        .where(Purchase.id == purchase_id)
-        .values(created_at=utcnow() - timedelta(days=10))
-    )
-    db.session.commit()
+    purchase_id = top_up_and_buy(stripe_client, localstripe.base, reader, article)
+    backdate(purchase_id, created_at=utcnow() - timedelta(days=10))
     publisher_token = make_token(make_user(role="publisher"))
 
     response = refund(stripe_client, publisher_token, purchase_id)

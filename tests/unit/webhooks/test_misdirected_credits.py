@@ -21,12 +21,11 @@ from sqlalchemy import func, select
 
 from dispatch_pay.wallet.audit import audit
 from models import LedgerEntry, TopUp, WebhookEvent, db
-from tests.support.factories import bearer, make_token, make_user
+from tests.support.factories import bearer, make_token, reader_with_own_id
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
-    CARD_3DS,
-    card_payment_method,
     event,
+    pending_top_up,
     signed,
     stripe_intent_of,
 )
@@ -35,30 +34,27 @@ _reader_ids = itertools.count(11_300_000)
 
 
 def new_reader() -> tuple[int, str]:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return user.id, make_token(user)
-
-
-def pending_top_up(client: FlaskClient, base: str, token: str, amount: int = 500) -> str:
-    response = client.post(
-        "/api/v1/wallet/topups",
-        json={
-            "amount": amount,
-            "currency": "usd",
-            "payment_method": card_payment_method(base, CARD_3DS),
-        },
-        headers=bearer(token),
-    )
-    assert response.status_code == 201, response.json
-    assert response.json["topup"]["status"] == "requires_action"
-    return str(response.json["topup"]["id"])
 
 
 def succeeded_as_stripe_sends_it(base: str, pi_id: str, **changes: Any) -> dict[str, Any]:
     obj = {**stripe_intent_of(base, pi_id), "status": "succeeded", **changes}
     return obj
+
+
+def reader_with_success(
+    client: FlaskClient, base: str, **changes: Any
+) -> tuple[str, str, dict[str, Any]]:
+    """A new reader's pending top-up and its success as Stripe would send it (`changes`
+    edited in): the reader's token, the PaymentIntent id and the PaymentIntent."""
+    _reader_id, token = new_reader()
+    pi_id = pending_top_up(client, base, token)
+    return token, pi_id, succeeded_as_stripe_sends_it(base, pi_id, **changes)
+
+
+def stored_events() -> int:
+    return int(db.session.scalar(select(func.count(WebhookEvent.id))) or 0)
 
 
 def post(client: FlaskClient, evt: dict[str, Any]) -> Any:
@@ -124,9 +120,7 @@ def test_a_success_naming_another_reader_without_a_reference_credits_nobody(
 def test_a_success_for_another_amount_than_the_top_up_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe, amount: int
 ) -> None:
-    _reader_id, token = new_reader()
-    pi_id = pending_top_up(stripe_client, localstripe.base, token)
-    obj = succeeded_as_stripe_sends_it(localstripe.base, pi_id, amount=amount)
+    token, pi_id, obj = reader_with_success(stripe_client, localstripe.base, amount=amount)
     before = ledger_entries()
 
     response = post(stripe_client, event("payment_intent.succeeded", obj))
@@ -139,9 +133,7 @@ def test_a_success_for_another_amount_than_the_top_up_credits_nothing(
 def test_a_success_in_another_currency_than_the_top_up_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
-    _reader_id, token = new_reader()
-    pi_id = pending_top_up(stripe_client, localstripe.base, token)
-    obj = succeeded_as_stripe_sends_it(localstripe.base, pi_id, currency="eur")
+    token, _pi_id, obj = reader_with_success(stripe_client, localstripe.base, currency="eur")
     before = ledger_entries()
 
     response = post(stripe_client, event("payment_intent.succeeded", obj))
@@ -154,9 +146,7 @@ def test_a_success_in_another_currency_than_the_top_up_credits_nothing(
 def test_a_second_payment_intent_carrying_a_credited_top_ups_reference_credits_nothing(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
-    _reader_id, token = new_reader()
-    pi_id = pending_top_up(stripe_client, localstripe.base, token)
-    genuine = succeeded_as_stripe_sends_it(localstripe.base, pi_id)
+    token, pi_id, genuine = reader_with_success(stripe_client, localstripe.base)
     assert post(stripe_client, event("payment_intent.succeeded", genuine)).status_code == 200
     assert balance(stripe_client, token) == 500
     before = ledger_entries()
@@ -193,9 +183,7 @@ def test_payment_intents_without_our_reference_are_never_credited(
 def test_an_event_of_the_other_mode_than_the_key_is_ignored(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
-    _reader_id, token = new_reader()
-    pi_id = pending_top_up(stripe_client, localstripe.base, token)
-    obj = succeeded_as_stripe_sends_it(localstripe.base, pi_id, livemode=True)
+    token, _pi_id, obj = reader_with_success(stripe_client, localstripe.base, livemode=True)
     evt = {**event("payment_intent.succeeded", obj), "livemode": True}
 
     response = post(stripe_client, evt)
@@ -209,9 +197,7 @@ def test_a_processing_payment_intent_is_not_credited(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
     """Only `succeeded` money is the reader's: a `processing` one may still fail."""
-    _reader_id, token = new_reader()
-    pi_id = pending_top_up(stripe_client, localstripe.base, token)
-    obj = succeeded_as_stripe_sends_it(localstripe.base, pi_id, status="processing")
+    token, _pi_id, obj = reader_with_success(stripe_client, localstripe.base, status="processing")
 
     for kind in ("payment_intent.succeeded", "payment_intent.processing"):
         response = post(stripe_client, event(kind, obj))
@@ -224,11 +210,9 @@ def test_a_processing_payment_intent_is_not_credited(
 def test_an_overlong_event_id_is_stored_acknowledged_and_reported(
     stripe_client: FlaskClient, localstripe: LocalStripe
 ) -> None:
-    _reader_id, token = new_reader()
-    pi_id = pending_top_up(stripe_client, localstripe.base, token)
-    obj = succeeded_as_stripe_sends_it(localstripe.base, pi_id)
+    token, _pi_id, obj = reader_with_success(stripe_client, localstripe.base)
     evt = event("payment_intent.succeeded", obj, event_id="evt_" + "x" * 400)
-    stored_before = int(db.session.scalar(select(func.count(WebhookEvent.id))) or 0)
+    stored_before = stored_events()
 
     response = post(stripe_client, evt)
     again = post(stripe_client, evt)
@@ -243,7 +227,7 @@ def test_an_overlong_event_id_is_stored_acknowledged_and_reported(
 def test_an_overlong_event_type_is_stored_acknowledged_and_reported(
     stripe_client: FlaskClient,
 ) -> None:
-    stored_before = int(db.session.scalar(select(func.count(WebhookEvent.id))) or 0)
+    stored_before = stored_events()
 
     response = post(stripe_client, event("payment_intent." + "s" * 200, {"id": "pi_x"}))
 

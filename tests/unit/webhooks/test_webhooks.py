@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from models import ENTRY_TOPUP, LedgerEntry, TopUp, WebhookEvent, db
-from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import bearer, make_article, make_token, reader_with_own_id
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
     CARD_3DS,
@@ -103,9 +103,7 @@ _reader_ids = itertools.count(7_000_000)
 
 @pytest.fixture()
 def reader() -> tuple[int, str]:
-    user = make_user()
-    user.id = next(_reader_ids)
-    db.session.commit()
+    user = reader_with_own_id(_reader_ids)
     return user.id, make_token(user)
 
 
