@@ -86,13 +86,14 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
         raise DomainError("forbidden", "Publisher accounts are closed by an operator.", status=403)
     closing.check_may_close(user, password)
     planned = closing.plan_refunds(user)
+    planned_after_purchase = closing.last_purchase_id(user)
     # Two transactions around Stripe: the wallet locks taken for the plan are released
     # before Stripe is asked (no network call under locks); what Stripe refunded is
     # recorded in the second, together with shutting the account.
     db.session.commit()
     made = closing.refund_to_cards(require_gateway(), planned) if planned else []
     user = db.session.get(User, user.id) or user
-    closing.record_refunds(made)
+    closing.record_refunds(user, made, planned_after_purchase)
     if len(made) < len(planned):
         db.session.commit()  # keep the refunds Stripe made; the rest is retried next time
         raise DomainError(

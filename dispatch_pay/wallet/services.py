@@ -186,9 +186,16 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     by_publisher = actor.is_publisher and purchase.user_id != actor.id
     if not by_publisher:
         _check_reader_may_refund(purchase)
+    reverse_purchase(purchase, wallet, RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER)
+    return PurchaseResult(purchase, wallet, created=True)
+
+
+def reverse_purchase(purchase: Purchase, wallet: Wallet, refunded_by: RefundedBy) -> None:
+    """Credit the price back and revoke the entitlement; the reader's row and the wallet
+    are locked by the caller, and the purchase is active."""
     purchase.status = PURCHASE_REFUNDED
     purchase.refunded_at = utcnow()
-    purchase.refunded_by = RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER
+    purchase.refunded_by = refunded_by
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
     )
@@ -203,7 +210,6 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
         )
     )
     db.session.flush()
-    return PurchaseResult(purchase, wallet, created=True)
 
 
 def lock_reader(user_id: int) -> None:
