@@ -93,7 +93,10 @@ def build_server(
         `max_price` (minor units) if given. Teasers, prices and verification summaries."""
 
         def work(token: ApiToken) -> dict[str, Any]:
-            cap = (max_price.amount, max_price.currency) if max_price is not None else None
+            cap = None
+            if max_price is not None:  # the API's own money rule: a 422's fields, never a 500
+                price = load(ExpectedPriceSchema(), max_price.model_dump())
+                cap = (price["amount"], price["currency"])
             found = catalog.search_published(query[:200], cap, max(1, min(limit, 50)))
             owned = entitled_article_ids(token.user, [a.id for a in found])
             return {"articles": [{**TEASER.dump(a), "owned": a.id in owned} for a in found]}
