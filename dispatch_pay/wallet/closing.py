@@ -123,6 +123,19 @@ def refund_to_cards(gateway: PaymentGateway, planned: list[PlannedRefund]) -> li
     return made
 
 
+def closed_accounts_with_money() -> list[int]:
+    """Deleted accounts whose wallet holds money (credited after the account closed)."""
+    return list(
+        db.session.scalars(
+            select(User.id)
+            .join(Wallet, Wallet.user_id == User.id)
+            .where(User.email.endswith(DELETED_EMAIL_DOMAIN), Wallet.balance > 0)
+            .distinct()
+            .order_by(User.id)
+        )
+    )
+
+
 def last_purchase_id(user: User) -> int:
     """The newest purchase when the refunds are planned (read under the wallet locks)."""
     return int(

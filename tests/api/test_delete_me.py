@@ -324,3 +324,25 @@ def test_deletion_ends_the_private_feed_and_the_gift_links(
     path = f"/gift/{gift.token}"
     stranger.post(path, data={"csrf_token": csrf_token_from(stranger, path)})
     assert secret_text not in stranger.get(path).get_data(as_text=True)
+
+
+def test_a_top_up_that_succeeds_after_deletion_goes_back_to_the_card(
+    site: FlaskClient, gateway: RefundingGateway
+) -> None:
+    """Found by attack: a top-up still waiting for 3-D Secure when the account was deleted
+    succeeded afterwards and was credited to the closed account, where nobody could ever
+    use or refund it. `reconcile` (cron) sends such money back to the card."""
+    reader = make_user()
+    token = make_token(reader)
+    assert delete_me(site, token).get_json() == {"deleted": True, "refunds": []}
+    late = top_up(gateway, reader, 500)  # the 3-D Secure finished; the webhook credits it
+    assert balance(reader.id) == 500
+
+    result = site.application.test_cli_runner().invoke(args=["reconcile"])
+
+    assert result.exit_code == 0, result.output
+    assert [(pi, amount) for pi, amount, _key in gateway.refunds] == [(late, 500)]
+    assert balance(reader.id) == 0
+    assert audit() == []
+    again = site.application.test_cli_runner().invoke(args=["reconcile"])
+    assert again.exit_code == 0 and len(gateway.refunds) == 1
