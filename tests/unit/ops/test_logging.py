@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -194,3 +195,28 @@ def test_mcp_requests_get_a_request_line_too(
     assert refused.headers["X-Request-ID"] == "mcp-refused-1"
     assert all(e["remote_addr"] and e["duration_ms"] >= 0 for e in lines)
     assert agent not in json.dumps(lines)
+
+
+def test_the_mcp_sdk_keeps_to_our_json_lines_and_never_logs_exception_text(
+    app: Flask, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by attack: building the MCP server configured the root logger (as under
+    gunicorn, where nothing else has) with a console handler that printed every MCP call
+    and the text of exceptions, SQL statement parameters included."""
+    from dispatch_pay.agents.mcp_server import build_server
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # a process where nothing set up logging
+    monkeypatch.setattr(logging.root, "level", logging.WARNING)
+    build_server(app, secret_of=lambda _ctx: None, base_url=lambda _ctx: "http://x")
+    assert logging.root.handlers == [] and logging.root.level == logging.WARNING
+    capsys.readouterr()
+    sdk = logging.getLogger("mcp.server.mcpserver.server")
+    sdk.info("Terminating session: None")  # chatter, once per call
+    try:
+        raise ValueError("[parameters: {'token_hash': 'digest-of-a-secret'}]")
+    except ValueError:
+        sdk.exception("Error executing tool search_articles")
+    [entry] = log_lines(capsys)
+    assert entry["logger"] == "mcp.server.mcpserver.server"
+    assert entry["exception"] == "ValueError"
+    assert "digest-of-a-secret" not in json.dumps(entry)
