@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, flash, jsonify, redirect, request, url_for
 from flask_login import current_user, login_required
 from marshmallow import Schema, fields, validate
@@ -85,7 +87,7 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
     if user.is_publisher:
         raise DomainError("forbidden", "Publisher accounts are closed by an operator.", status=403)
     closing.check_may_close(user, password)
-    user, planned, made = _refund_balance(user, require_gateway())
+    user, planned, made = _refund_balance(user, require_gateway)
     if len(made) < len(planned):
         db.session.commit()  # keep the refunds Stripe made; the rest is retried next time
         raise DomainError(
@@ -100,16 +102,17 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
 
 
 def _refund_balance(
-    user: User, gateway: PaymentGateway
+    user: User, gateway: Callable[[], PaymentGateway]
 ) -> tuple[User, list[closing.PlannedRefund], list[closing.PlannedRefund]]:
-    """The wallet's balance back to the cards: (the user again, refunds planned, made)."""
+    """The wallet's balance back to the cards: (the user again, refunds planned, made).
+    Stripe (`gateway()`) is needed only when there is something to refund."""
     planned = closing.plan_refunds(user)
     planned_after_purchase = closing.last_purchase_id(user)
     # Two transactions around Stripe: the wallet locks taken for the plan are released
     # before Stripe is asked (no network call under locks); what Stripe refunded is
     # recorded in the second (together with shutting the account, when closing it).
     db.session.commit()
-    made = closing.refund_to_cards(gateway, planned) if planned else []
+    made = closing.refund_to_cards(gateway(), planned) if planned else []
     user = db.session.get(User, user.id) or user
     closing.record_refunds(user, made, planned_after_purchase)
     return user, planned, made
@@ -124,7 +127,7 @@ def refund_closed_accounts(gateway: PaymentGateway) -> list[str]:
         if user is None:
             continue
         try:
-            user, planned, made = _refund_balance(user, gateway)
+            user, planned, made = _refund_balance(user, lambda: gateway)
         except DomainError as exc:  # a dispute is open: the refund waits for its end
             db.session.rollback()
             report.append(f"closed account {user_id} not refunded: {exc.code}")
