@@ -71,7 +71,12 @@ def purchase_article(
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
     if read_access(None, article) is Access.HIDDEN:
-        raise DomainError("not_found", "No such article.", status=404)
+        # Off sale (withdrawn, unpublished): 404, except to a buyer, who keeps what they
+        # bought and gets it back as from any purchase made again.
+        bought = active_purchase(user.id, article.id)
+        if bought is None:
+            raise DomainError("not_found", "No such article.", status=404)
+        return PurchaseResult(bought, locked_wallet(user.id, bought.currency), created=False)
     if article.is_free:
         raise DomainError("article_free", "This dispatch is free to read.", status=409)
     # Lock order: the agent token, then the wallet (nothing locks them the other way round).
