@@ -152,12 +152,14 @@ def fill_fees(gateway: PaymentGateway, since_days: int, limit: int = FEE_BATCH) 
 @click.option("--days", default=3, show_default=True, help="How far back to look.")
 def reconcile_command(days: int) -> None:
     """Credit succeeded top-ups whose webhook never arrived (safe to run any time)."""
+    from dispatch_pay.wallet.closing_api import refund_closed_accounts
     from dispatch_pay.wallet.crediting import reconcile
 
     try:
         gateway = require_gateway()
         lines = reconcile(gateway, timedelta(days=days))
         db.session.commit()
+        closed_lines = refund_closed_accounts(gateway)
         fee_lines = fill_fees(gateway, days)
     except DomainError as exc:  # no Stripe keys: nothing to ask
         raise click.ClickException(exc.message) from exc
@@ -168,6 +170,8 @@ def reconcile_command(days: int) -> None:
     for line in lines:
         click.echo(line)
     click.echo(f"reconcile: {len(lines)} top-up(s) credited.")
+    for line in closed_lines:
+        click.echo(line)
     for line in fee_lines:
         click.echo(line)
     recorded = sum(1 for line in fee_lines if line.startswith("fee of "))

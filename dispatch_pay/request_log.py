@@ -74,15 +74,15 @@ class StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def configure_logging() -> None:
-    """JSON lines on stderr for every dispatch_pay logger; idempotent."""
-    logger = logging.getLogger(PACKAGE_LOGGER)
+def configure_logging(name: str = PACKAGE_LOGGER, level: int = logging.INFO) -> None:
+    """JSON lines on stderr for every logger under `name` (ours, by default); idempotent."""
+    logger = logging.getLogger(name)
     if any(isinstance(h, StderrHandler) for h in logger.handlers):
         return
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
 
 

@@ -91,6 +91,9 @@ def request_password_reset(email: str) -> None:
         return
     user = services.find_user_by_email(email)
     if user is None:
+        # The same writes as for an account (a link row, a message), so that the time
+        # taken does not tell who has one. This link's token is never sent: it opens nothing.
+        _new_link(LINK_PASSWORD_RESET, email, None)
         signup_url = absolute_url("accounts.signup")
         queue_mail("password_reset_unknown", email, "Password reset", signup_url=signup_url)
         return

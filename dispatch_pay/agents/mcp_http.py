@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from a2wsgi import ASGIMiddleware
 from flask import Flask
@@ -30,6 +31,7 @@ from dispatch_pay.agents.mcp_server import (
     public_base_url,
 )
 from dispatch_pay.errors import DomainError
+from dispatch_pay.request_log import REQUEST_ID_HEADER, log_request, request_id_for
 from models import db
 
 if TYPE_CHECKING:
@@ -53,15 +55,18 @@ class McpMount:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").rstrip("/") != MCP_PATH:
             return self.inner(environ, start_response)
+        # Flask never sees these requests: they get their request line (and id) here.
+        line = _RequestLine(environ, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
             # Stateless JSON mode has no stream to GET and no session to DELETE; the SDK
             # would hold a GET open, a worker thread each (the spec allows 405 here).
-            return _error(METHOD_NOT_ALLOWED, start_response)
+            return line.logged(_error(METHOD_NOT_ALLOWED, line.start_response))
         refusal = self.refusal(environ)
         if refusal is not None:
-            return _error(refusal, start_response)
+            return line.logged(_error(refusal, line.start_response))
         # a2wsgi types the WSGI callables its own way; they are the same protocol.
-        return self.asgi()(environ, start_response)  # type: ignore[arg-type]
+        bridge = self.asgi()
+        return line.logged(bridge(environ, line.start_response))  # type: ignore[arg-type]
 
     def refusal(self, environ: WSGIEnvironment) -> DomainError | None:
         """401 without a live token, 403 for a token that is not an agent's."""
@@ -112,6 +117,45 @@ async def _serve_sessions(server: MCPServer, started: threading.Event) -> None:
     async with server.session_manager.run():
         started.set()
         await asyncio.Event().wait()
+
+
+class _RequestLine:
+    """The request line Flask would log, for a request answered outside Flask."""
+
+    def __init__(self, environ: WSGIEnvironment, start_response: StartResponse) -> None:
+        self.environ = environ
+        self.outer = start_response
+        self.request_id = request_id_for(environ)
+        self.started = time.perf_counter()
+        self.status = 0
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        self.status = int(status.split(" ", 1)[0])
+        headers = [(k, v) for k, v in headers if k.lower() != REQUEST_ID_HEADER.lower()]
+        headers.append((REQUEST_ID_HEADER, self.request_id))
+        return self.outer(status, headers, exc_info)
+
+    def logged(self, body: Iterable[bytes]) -> Iterator[bytes]:
+        try:
+            yield from body
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+            log_request(
+                {
+                    "request_id": self.request_id,
+                    "method": self.environ.get("REQUEST_METHOD", ""),
+                    "path": MCP_PATH,
+                    "status": self.status or 500,
+                    "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+                    "user_id": None,
+                    "remote_addr": self.environ.get("REMOTE_ADDR"),
+                    "cache": "bypass",
+                }
+            )
 
 
 def _error(error: DomainError, start_response: StartResponse) -> list[bytes]:

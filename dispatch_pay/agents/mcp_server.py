@@ -12,6 +12,7 @@ text is the same JSON error body; unknown tools and unknown arguments are JSON-R
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from dispatch_pay.catalog.text_view import article_markdown, verification_summar
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.inputs import UNSAFE_TEXT, load, unsafe_text_fields
 from dispatch_pay.money import Money
+from dispatch_pay.request_log import configure_logging
 from dispatch_pay.wallet import checkout
 from dispatch_pay.wallet.budgets import budget_view, spent_today
 from dispatch_pay.wallet.schemas import ExpectedPriceSchema, money
@@ -61,7 +63,7 @@ def build_server(
     app: Flask, secret_of: SecretSource, base_url: Callable[[Context], str]
 ) -> MCPServer:
     """The MCP server for `app`; `secret_of` finds the caller's agent token in a call."""
-    server = MCPServer("dispatch_pay", instructions=INSTRUCTIONS)
+    server = _server_without_its_logging()
     server.middleware.append(StrictToolCalls(server))
 
     def run(ctx: Context, work: Callable[[ApiToken], dict[str, Any]]) -> CallToolResult:
@@ -93,7 +95,10 @@ def build_server(
         `max_price` (minor units) if given. Teasers, prices and verification summaries."""
 
         def work(token: ApiToken) -> dict[str, Any]:
-            cap = (max_price.amount, max_price.currency) if max_price is not None else None
+            cap = None
+            if max_price is not None:  # the API's own money rule: a 422's fields, never a 500
+                price = load(ExpectedPriceSchema(), max_price.model_dump())
+                cap = (price["amount"], price["currency"])
             found = catalog.search_published(query[:200], cap, max(1, min(limit, 50)))
             owned = entitled_article_ids(token.user, [a.id for a in found])
             return {"articles": [{**TEASER.dump(a), "owned": a.id in owned} for a in found]}
@@ -169,6 +174,24 @@ def build_server(
 
         return run(ctx, work)
 
+    return server
+
+
+def _server_without_its_logging() -> MCPServer:
+    """The SDK's server, minus the logging it sets up for itself.
+
+    Building it calls `logging.basicConfig` with a console handler at INFO: where nothing
+    had configured the root logger (gunicorn), every call was printed, and so was the text
+    of every exception, SQL statement parameters included. Our logs are JSON lines that
+    carry an exception's type and frames only: the root logger is put back as it was, and
+    the SDK's warnings and errors go through our formatter.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    server = MCPServer("dispatch_pay", instructions=INSTRUCTIONS, log_level="WARNING")
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    configure_logging("mcp", logging.WARNING)
     return server
 
 

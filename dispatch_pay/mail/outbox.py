@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, url_for
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from dispatch_pay.errors import DomainError
 from models import OutboxMessage, db, utcnow
@@ -53,12 +53,33 @@ def check_address(address: str, field: str = "email") -> str:
     return parsed
 
 
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _same_mailbox(address: str) -> ColumnElement[bool]:
+    """`to_address` is this mailbox, with or without a `+tag`: user+1@ and user+2@ are
+    both delivered to user@, so they share one limit."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return OutboxMessage.to_address == address
+    base = local.split("+", 1)[0]
+    # Addresses are stored as the forms normalise them (lower case), so no lower() here.
+    return or_(
+        OutboxMessage.to_address == f"{base}@{domain}",
+        OutboxMessage.to_address.like(
+            f"{_like_literal(base)}+%@{_like_literal(domain)}", escape="\\"
+        ),
+    )
+
+
 def recipient_over_limit(address: str, kinds: tuple[str, ...]) -> bool:
-    """True when `address` already got RECIPIENT_LIMIT messages of `kinds` in the window."""
+    """True when `address`'s mailbox already got RECIPIENT_LIMIT messages of `kinds` in
+    the window."""
     since = utcnow() - RECIPIENT_WINDOW
     count = db.session.scalar(
         select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.to_address == address,
+            _same_mailbox(address),
             OutboxMessage.kind.in_(kinds),
             OutboxMessage.created_at >= since,
         )

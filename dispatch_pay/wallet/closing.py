@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from dispatch_pay.accounts import sessions
 from dispatch_pay.accounts.services import hash_password, require_password
@@ -25,7 +25,22 @@ from dispatch_pay.payments.gateway import (
     PaymentRequestRejected,
 )
 from dispatch_pay.wallet.disputes import card_refund_room, record_card_refund
-from models import DELETED_EMAIL_DOMAIN, AccountLink, ApiToken, TopUp, User, Wallet, db, utcnow
+from dispatch_pay.wallet.services import lock_reader, reverse_purchase
+from models import (
+    DELETED_EMAIL_DOMAIN,
+    PURCHASE_ACTIVE,
+    AccountLink,
+    ApiToken,
+    GiftLink,
+    PrivateFeed,
+    Purchase,
+    RefundedBy,
+    TopUp,
+    User,
+    Wallet,
+    db,
+    utcnow,
+)
 
 RECENT_LOGIN = timedelta(minutes=10)
 
@@ -108,11 +123,58 @@ def refund_to_cards(gateway: PaymentGateway, planned: list[PlannedRefund]) -> li
     return made
 
 
-def record_refunds(made: list[PlannedRefund]) -> None:
+def closed_accounts_with_money() -> list[int]:
+    """Deleted accounts whose wallet holds money (credited after the account closed)."""
+    return list(
+        db.session.scalars(
+            select(User.id)
+            .join(Wallet, Wallet.user_id == User.id)
+            .where(User.email.endswith(DELETED_EMAIL_DOMAIN), Wallet.balance > 0)
+            .distinct()
+            .order_by(User.id)
+        )
+    )
+
+
+def last_purchase_id(user: User) -> int:
+    """The newest purchase when the refunds are planned (read under the wallet locks)."""
+    return int(
+        db.session.scalar(select(func.max(Purchase.id)).where(Purchase.user_id == user.id)) or 0
+    )
+
+
+def record_refunds(user: User, made: list[PlannedRefund], planned_after_purchase: int) -> None:
+    """Record what Stripe refunded; then undo purchases made while Stripe was asked.
+
+    The plan's locks are released before Stripe is called, so the reader (or an agent of
+    theirs) could buy in that moment: the refunds would then take the wallet below zero,
+    the reader keeping both the text and the money. Such purchases, newest first, are
+    reversed until the wallet is back at zero or above.
+    """
+    lock_reader(user.id)  # the order refund_purchase takes: the reader, then the wallet
     for refund in made:
         topup = db.session.get(TopUp, refund.topup_id)
         assert topup is not None
         record_card_refund(topup, refund.refunded_after)
+    for wallet in _wallets(user):
+        if wallet.balance < 0:
+            _undo_purchases_since(wallet, planned_after_purchase)
+
+
+def _undo_purchases_since(wallet: Wallet, purchase_id: int) -> None:
+    bought_meanwhile = db.session.scalars(
+        select(Purchase)
+        .where(
+            Purchase.wallet_id == wallet.id,
+            Purchase.id > purchase_id,
+            Purchase.status == PURCHASE_ACTIVE,
+        )
+        .order_by(Purchase.id.desc())
+    ).all()
+    for purchase in bought_meanwhile:
+        if wallet.balance >= 0:
+            break
+        reverse_purchase(purchase, wallet, RefundedBy.READER)
 
 
 def check_may_close(user: User, password: str | None) -> None:
@@ -142,6 +204,13 @@ def shut_account(user: User) -> None:
     sessions.end_sessions(user)
     db.session.execute(
         update(AccountLink).where(AccountLink.user_id == user.id).values(used_at=now)
+    )
+    # Secret URLs are credentials too: the private feed ends, unused gift reads with it.
+    db.session.execute(delete(PrivateFeed).where(PrivateFeed.user_id == user.id))
+    db.session.execute(
+        update(GiftLink)
+        .where(GiftLink.giver_id == user.id, GiftLink.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
     old_email = user.email
     queue_mail("account_deleted", old_email, "Your account is deleted")

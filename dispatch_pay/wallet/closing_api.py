@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, flash, jsonify, redirect, request, url_for
 from flask_login import current_user, login_required
 from marshmallow import Schema, fields, validate
@@ -14,7 +16,7 @@ from dispatch_pay.api.openapi import operation
 from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import load, load_json
 from dispatch_pay.money import MoneySchema
-from dispatch_pay.payments.gateway import require_gateway
+from dispatch_pay.payments.gateway import PaymentGateway, require_gateway
 from dispatch_pay.wallet import closing
 from models import User, db
 
@@ -85,14 +87,7 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
     if user.is_publisher:
         raise DomainError("forbidden", "Publisher accounts are closed by an operator.", status=403)
     closing.check_may_close(user, password)
-    planned = closing.plan_refunds(user)
-    # Two transactions around Stripe: the wallet locks taken for the plan are released
-    # before Stripe is asked (no network call under locks); what Stripe refunded is
-    # recorded in the second, together with shutting the account.
-    db.session.commit()
-    made = closing.refund_to_cards(require_gateway(), planned) if planned else []
-    user = db.session.get(User, user.id) or user
-    closing.record_refunds(made)
+    user, planned, made = _refund_balance(user, require_gateway)
     if len(made) < len(planned):
         db.session.commit()  # keep the refunds Stripe made; the rest is retried next time
         raise DomainError(
@@ -104,3 +99,45 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
     closing.shut_account(user)
     end_current_session()
     return made
+
+
+def _refund_balance(
+    user: User, gateway: Callable[[], PaymentGateway]
+) -> tuple[User, list[closing.PlannedRefund], list[closing.PlannedRefund]]:
+    """The wallet's balance back to the cards: (the user again, refunds planned, made).
+    Stripe (`gateway()`) is needed only when there is something to refund."""
+    planned = closing.plan_refunds(user)
+    planned_after_purchase = closing.last_purchase_id(user)
+    # Two transactions around Stripe: the wallet locks taken for the plan are released
+    # before Stripe is asked (no network call under locks); what Stripe refunded is
+    # recorded in the second (together with shutting the account, when closing it).
+    db.session.commit()
+    made = closing.refund_to_cards(gateway(), planned) if planned else []
+    user = db.session.get(User, user.id) or user
+    closing.record_refunds(user, made, planned_after_purchase)
+    return user, planned, made
+
+
+def refund_closed_accounts(gateway: PaymentGateway) -> list[str]:
+    """Money that reached an account after it was closed (a top-up whose 3-D Secure
+    finished later) goes back to the card it came from; for `reconcile`. Commits."""
+    report = []
+    for user_id in closing.closed_accounts_with_money():
+        user = db.session.get(User, user_id)
+        if user is None:
+            continue
+        try:
+            user, planned, made = _refund_balance(user, lambda: gateway)
+        except DomainError as exc:  # a dispute is open: the refund waits for its end
+            db.session.rollback()
+            report.append(f"closed account {user_id} not refunded: {exc.code}")
+            continue
+        db.session.commit()
+        for refund in made:
+            report.append(
+                f"refunded {refund.payment_intent_id}: {refund.amount} {refund.currency} "
+                f"to the card of closed account {user_id}"
+            )
+        if len(made) < len(planned):
+            report.append(f"closed account {user_id}: Stripe refused or is away; next run")
+    return report

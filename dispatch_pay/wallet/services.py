@@ -71,7 +71,12 @@ def purchase_article(
     if user.is_publisher:
         raise DomainError("forbidden", "Publishers read everything already.", status=403)
     if read_access(None, article) is Access.HIDDEN:
-        raise DomainError("not_found", "No such article.", status=404)
+        # Off sale (withdrawn, unpublished): 404, except to a buyer, who keeps what they
+        # bought and gets it back as from any purchase made again.
+        bought = active_purchase(user.id, article.id)
+        if bought is None:
+            raise DomainError("not_found", "No such article.", status=404)
+        return PurchaseResult(bought, locked_wallet(user.id, bought.currency), created=False)
     if article.is_free:
         raise DomainError("article_free", "This dispatch is free to read.", status=409)
     # Lock order: the agent token, then the wallet (nothing locks them the other way round).
@@ -186,9 +191,16 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
     by_publisher = actor.is_publisher and purchase.user_id != actor.id
     if not by_publisher:
         _check_reader_may_refund(purchase)
+    reverse_purchase(purchase, wallet, RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER)
+    return PurchaseResult(purchase, wallet, created=True)
+
+
+def reverse_purchase(purchase: Purchase, wallet: Wallet, refunded_by: RefundedBy) -> None:
+    """Credit the price back and revoke the entitlement; the reader's row and the wallet
+    are locked by the caller, and the purchase is active."""
     purchase.status = PURCHASE_REFUNDED
     purchase.refunded_at = utcnow()
-    purchase.refunded_by = RefundedBy.PUBLISHER if by_publisher else RefundedBy.READER
+    purchase.refunded_by = refunded_by
     post_entry(
         wallet, ENTRY_REFUND, purchase.amount, f"purchase:{purchase.id}", purchase_id=purchase.id
     )
@@ -203,7 +215,6 @@ def refund_purchase(actor: User, purchase_id: int) -> PurchaseResult:
         )
     )
     db.session.flush()
-    return PurchaseResult(purchase, wallet, created=True)
 
 
 def lock_reader(user_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from dispatch_pay import create_app
 from dispatch_pay.accounts import links
+from dispatch_pay.catalog import gifts, private_feed
 from dispatch_pay.payments.gateway import Intent, PaymentProviderUnavailable
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.crediting import credit_intent
@@ -23,9 +24,11 @@ from dispatch_pay.wallet.disputes import open_dispute, record_card_refund
 from dispatch_pay.wallet.services import purchase_article
 from models import (
     ENTRY_TOPUP_REFUNDED,
+    PURCHASE_REFUNDED,
     ApiToken,
     LedgerEntry,
     OutboxMessage,
+    Purchase,
     TopUp,
     User,
     UserSession,
@@ -48,12 +51,17 @@ class RefundingGateway(InMemoryGateway):
 
     fail_from: int | None = None
     calls: list[str] = field(default_factory=list)
+    # Runs once, while the first refund is with Stripe: a request made in that moment.
+    meanwhile: Callable[[], None] | None = None
 
     def create_intent(self, **_: Any) -> Intent:
         raise AssertionError("no top-up is made through the API here")
 
     def refund(self, payment_intent_id: str, amount: int, idempotency_key: str) -> str:
         self.calls.append(idempotency_key)
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
         if self.fail_from is not None and len(self.refunds) >= self.fail_from:
             raise PaymentProviderUnavailable("Stripe is down")
         return super().refund(payment_intent_id, amount, idempotency_key)
@@ -260,3 +268,81 @@ def outbox_links() -> list[str]:
     for body in db.session.scalars(select(OutboxMessage.text_body)):
         found += [m.removeprefix("http://dispatch.test") for m in re.findall(r"http://\S+", body)]
     return found
+
+
+def test_a_purchase_made_while_stripe_refunds_never_leaves_the_wallet_below_zero(
+    site: FlaskClient, gateway: RefundingGateway
+) -> None:
+    """Found by attack: the balance is planned for refunds, then Stripe is asked (no lock
+    held); a purchase in that moment was debited too, and the deleted account's wallet
+    ended at -39 with the article read and every cent back on the card."""
+    reader = make_user()
+    top_up(gateway, reader, 100)
+    article = make_article(price=39)
+    token = make_token(reader)
+    reader_id, article_id = reader.id, article.id
+
+    def buy_in_parallel() -> None:
+        buyer = db.session.get(User, reader_id)
+        bought = db.session.get(type(article), article_id)
+        assert buyer is not None and bought is not None
+        purchase_article(buyer, bought)
+        db.session.commit()
+
+    gateway.meanwhile = buy_in_parallel
+    response = delete_me(site, token)
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["refunds"] == [
+        {"topup": gateway.refunds[0][0], "amount": {"amount": 100, "currency": "usd"}}
+    ]
+    assert balance(reader_id) == 0
+    bought = db.session.scalar(select(Purchase).where(Purchase.user_id == reader_id))
+    assert bought is not None and bought.status == PURCHASE_REFUNDED
+    assert audit() == []
+
+
+def test_deletion_ends_the_private_feed_and_the_gift_links(
+    site: FlaskClient, gateway: RefundingGateway
+) -> None:
+    """Found by attack: the feed URL and unused gift links of a deleted account kept
+    serving the full text, although deletion revokes every credential."""
+    secret_text = "Only-for-the-owner-and-their-gifts"
+    reader = make_user()
+    top_up(gateway, reader, 100)
+    article = make_article(price=39, body=f"{secret_text} and more.")
+    purchase_article(reader, article)
+    feed_secret = private_feed.feed_secret(reader)
+    gift = gifts.create_gift(reader, article)
+    db.session.commit()
+    assert secret_text in site.get(f"/feed/{feed_secret}.xml").get_data(as_text=True)
+
+    assert delete_me(site, make_token(reader)).status_code == 200
+
+    assert site.get(f"/feed/{feed_secret}.xml").status_code == 404
+    stranger = site.application.test_client()
+    path = f"/gift/{gift.token}"
+    stranger.post(path, data={"csrf_token": csrf_token_from(stranger, path)})
+    assert secret_text not in stranger.get(path).get_data(as_text=True)
+
+
+def test_a_top_up_that_succeeds_after_deletion_goes_back_to_the_card(
+    site: FlaskClient, gateway: RefundingGateway
+) -> None:
+    """Found by attack: a top-up still waiting for 3-D Secure when the account was deleted
+    succeeded afterwards and was credited to the closed account, where nobody could ever
+    use or refund it. `reconcile` (cron) sends such money back to the card."""
+    reader = make_user()
+    token = make_token(reader)
+    assert delete_me(site, token).get_json() == {"deleted": True, "refunds": []}
+    late = top_up(gateway, reader, 500)  # the 3-D Secure finished; the webhook credits it
+    assert balance(reader.id) == 500
+
+    result = site.application.test_cli_runner().invoke(args=["reconcile"])
+
+    assert result.exit_code == 0, result.output
+    assert [(pi, amount) for pi, amount, _key in gateway.refunds] == [(late, 500)]
+    assert balance(reader.id) == 0
+    assert audit() == []
+    again = site.application.test_cli_runner().invoke(args=["reconcile"])
+    assert again.exit_code == 0 and len(gateway.refunds) == 1

@@ -176,8 +176,13 @@ def test_bad_calls_get_mcp_errors_and_debit_nothing(site: LiveSite) -> None:
         ("buy_and_read", {"slug": article["slug"]}),
         ("buy_and_read", {"slug": "no-such-article", "expected_price": price}),
         ("get_offer", {"slug": "nul\x00byte"}),
+        # Found by attack: an amount no database column holds was an unexpected tool error.
+        ("search_articles", {"max_price": {"amount": 10**30, "currency": "usd"}}),
+        ("search_articles", {"max_price": {"amount": -1, "currency": "usd"}}),
     )
-    unknown_tool, unknown_arg, negative, foreign, bogus, string, missing, absent, nul = results
+    unknown_tool, unknown_arg, negative, foreign, bogus, string, missing, absent, nul = results[:9]
+    for huge in results[9:]:
+        assert tool_error(huge)["error"]["code"] == "invalid_fields"
     for protocol_error in (unknown_tool, unknown_arg, nul):
         assert isinstance(protocol_error, MCPError), protocol_error
         assert protocol_error.error.code == -32602

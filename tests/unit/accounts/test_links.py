@@ -170,6 +170,21 @@ def test_forms_cannot_mail_bomb_an_address(client: FlaskClient, smtp: SMTPServer
     assert queued == 5
 
 
+def test_plus_tags_do_not_multiply_the_mail_a_mailbox_gets(
+    client: FlaskClient, smtp: SMTPServer
+) -> None:
+    """Found by attack: victim+1@, victim+2@, ... each had a limit of their own, and all
+    of them land in one mailbox."""
+    for i in range(8):
+        ask(client, "/login/link", f"victim+{i}@example.com", f"10.0.2.{i}")
+        ask(client, "/password/reset", f"Victim+x{i}@Example.com", f"10.0.3.{i}")
+    ask(client, "/login/link", "victim@example.com", "10.0.4.1")
+    ask(client, "/login/link", "victim_other@example.com", "10.0.4.2")  # not the same mailbox
+    queued = db.session.scalars(select(OutboxMessage.to_address)).all()
+    assert len([a for a in queued if a.startswith("victim+") or a == "victim@example.com"]) == 5
+    assert "victim_other@example.com" in queued
+
+
 @pytest.mark.parametrize(
     "email",
     ["a@example.com\r\nBcc: victim@example.com", "Ann <a@example.com>", "a@example.com,b@x.com"],
@@ -215,7 +230,23 @@ def test_reset_for_an_unknown_address_mails_no_link(client: FlaskClient, smtp: S
     assert deliver(smtp) == (1, 0)
     (message,) = smtp.inbox.to("nobody@example.com")
     assert "there is no account" in text_part(message)
-    assert db.session.scalar(select(func.count(AccountLink.id))) == 0
+
+
+def test_a_reset_does_the_same_work_for_known_and_unknown_addresses(client: FlaskClient) -> None:
+    """Found by attack: only a known address wrote a link row; the extra write is a timing
+    difference that tells who has an account. An unknown address gets a row whose token is
+    never sent, so it opens nothing."""
+    user = make_user("known@example.com")
+    ask(client, "/password/reset", user.email, "10.0.5.1")
+    ask(client, "/password/reset", "nobody@example.com", "10.0.5.2")
+    rows = db.session.scalars(select(AccountLink).order_by(AccountLink.id)).all()
+    assert [(r.email, r.purpose) for r in rows] == [
+        ("known@example.com", rows[0].purpose),
+        ("nobody@example.com", rows[0].purpose),
+    ]
+    assert rows[1].user_id is None
+    queued = db.session.scalars(select(OutboxMessage.to_address)).all()
+    assert sorted(queued) == ["known@example.com", "nobody@example.com"]
 
 
 def test_email_change_is_confirmed_from_the_new_address_and_the_old_one_is_told(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,15 @@ from flask.testing import FlaskClient
 
 from dispatch_pay import create_app
 from tests.conftest import test_config as app_config
-from tests.support.factories import PASSWORD, bearer, grant, make_article, make_token, make_user
+from tests.support.factories import (
+    PASSWORD,
+    bearer,
+    grant,
+    make_agent_token,
+    make_article,
+    make_token,
+    make_user,
+)
 from tests.support.web import csrf_token_from
 
 PAID_TEXT = "The paid paragraph that only owners may read, marker 7f3a."
@@ -145,3 +154,69 @@ def test_an_unexpected_error_logs_its_type_and_frames_not_its_text(
     assert failure["level"] == "error" and failure["traceback"]
     [entry] = [e for e in entries if e["logger"] == "dispatch_pay.request"]
     assert entry["status"] == 500 and entry["level"] == "error"
+
+
+def test_mcp_requests_get_a_request_line_too(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: /mcp is mounted outside Flask, so its calls (purchases by agents
+    included) and its refusals left no request line at all."""
+    reader = make_user()
+    agent = make_agent_token(reader)
+    capsys.readouterr()
+    # A server reads every body; the line is written once the answer is sent.
+    refused = client.post("/mcp", json={}, headers={"X-Request-ID": "mcp-refused-1"})
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "invalid_token"
+    wrong_method = client.get("/mcp", headers=bearer(agent))
+    assert wrong_method.status_code == 405 and wrong_method.get_data()
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    accepted = client.post(
+        "/mcp",
+        json=hello,
+        headers={**bearer(agent), "Accept": "application/json, text/event-stream"},
+    )
+    assert accepted.status_code == 200 and accepted.get_json()["result"]["serverInfo"]
+    lines = [e for e in request_lines(capsys) if e["path"] == "/mcp"]
+    assert [(e["method"], e["status"]) for e in lines] == [
+        ("POST", 401),
+        ("GET", 405),
+        ("POST", 200),
+    ]
+    assert lines[0]["request_id"] == "mcp-refused-1"
+    assert refused.headers["X-Request-ID"] == "mcp-refused-1"
+    assert all(e["remote_addr"] and e["duration_ms"] >= 0 for e in lines)
+    assert agent not in json.dumps(lines)
+
+
+def test_the_mcp_sdk_keeps_to_our_json_lines_and_never_logs_exception_text(
+    app: Flask, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by attack: building the MCP server configured the root logger (as under
+    gunicorn, where nothing else has) with a console handler that printed every MCP call
+    and the text of exceptions, SQL statement parameters included."""
+    from dispatch_pay.agents.mcp_server import build_server
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # a process where nothing set up logging
+    monkeypatch.setattr(logging.root, "level", logging.WARNING)
+    build_server(app, secret_of=lambda _ctx: None, base_url=lambda _ctx: "http://x")
+    assert logging.root.handlers == [] and logging.root.level == logging.WARNING
+    capsys.readouterr()
+    sdk = logging.getLogger("mcp.server.mcpserver.server")
+    sdk.info("Terminating session: None")  # chatter, once per call
+    try:
+        raise ValueError("[parameters: {'token_hash': 'digest-of-a-secret'}]")
+    except ValueError:
+        sdk.exception("Error executing tool search_articles")
+    [entry] = log_lines(capsys)
+    assert entry["logger"] == "mcp.server.mcpserver.server"
+    assert entry["exception"] == "ValueError"
+    assert "digest-of-a-secret" not in json.dumps(entry)

@@ -12,7 +12,16 @@ from sqlalchemy import func, select
 from dispatch_pay.verification import notices
 from dispatch_pay.verification.notices import on_correction
 from models import Article, Manifest, VerificationReport, db
-from tests.support.factories import bearer, claims, grant, make_article, make_token, make_user
+from tests.support.factories import (
+    bearer,
+    claims,
+    grant,
+    make_agent_token,
+    make_article,
+    make_token,
+    make_user,
+)
+from tests.support.wallet import buy, fund
 from tests.support.web import assert_error, log_in
 
 BODY = "The port cut its diesel use by half. Crane moves stayed flat.\n"
@@ -208,3 +217,33 @@ def test_a_report_for_the_live_text_replaces_it_while_an_edit_waits(
     )
     assert response.status_code == 200 and response.get_json()["revision"] == 1
     assert anon(client, f"/articles/{article.slug}").status_code == 404
+
+
+def test_a_buyer_buying_a_withdrawn_article_again_gets_their_purchase_not_a_404(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    """Found by attack: "404 to everyone but its buyers", but buying again (how an agent's
+    buy_and_read reads what it owns) answered the buyer 404 once the article was withdrawn."""
+    article = make_article(body=BODY, verdicts=("supported",))
+    buyer = make_user()
+    fund(buyer, 100)
+    bought = buy(buyer, article)
+    slug = article.slug
+    contradicted = a_report(claims("supported", "contradicted"))
+    response = client.put(
+        f"/api/v1/articles/{slug}/verification", json=contradicted, headers=editor
+    )
+    assert response.status_code == 200
+
+    for token in (make_token(buyer), make_agent_token(buyer)):
+        again = client.post(
+            f"/api/v1/articles/{slug}/purchase?include=article", headers=bearer(token)
+        )
+        assert again.status_code == 200, again.get_json()
+        assert again.get_json()["purchase"]["id"] == bought.id
+        assert again.get_json()["article"]["body"] == BODY
+        assert again.get_json()["wallet"]["balance"]["amount"] == 100 - bought.amount
+    stranger = make_user()
+    fund(stranger, 100)
+    sale = client.post(f"/api/v1/articles/{slug}/purchase", headers=bearer(make_token(stranger)))
+    assert_error(sale, 404, "not_found")
