@@ -1,8 +1,10 @@
 """Gift links: a reader who owns an article lets a few people read it without buying.
 
 The number of people is fixed when the link is made (the article's own number, else the
-site's). Each person counts once: a logged-in reader by account, anyone else by a random
-key kept in their session. Whether a visitor may read is the read gate's decision
+site's), and it is the giver's number for that article, not each link's: a reader who
+makes ten links still lets only that many people read (the publisher's number would mean
+nothing otherwise). Each person counts once: a logged-in reader by account, anyone else
+by a random key kept in their session. Whether a visitor may read is the read gate's decision
 (`GiftPass`); this module only finds the link, locks it, and counts the read.
 """
 
@@ -63,8 +65,26 @@ def reads_used(gift: GiftLink) -> int:
     )
 
 
+def people_reached(gift: GiftLink) -> int:
+    """How many people have read this article through any of its giver's links."""
+    return int(
+        db.session.scalar(
+            select(func.count(func.distinct(GiftRead.visitor)))
+            .join(GiftLink, GiftLink.id == GiftRead.gift_id)
+            .where(GiftLink.giver_id == gift.giver_id, GiftLink.article_id == gift.article_id)
+        )
+        or 0
+    )
+
+
+def reads_left(gift: GiftLink) -> int:
+    """Reads this link can still give: its own, within what its giver has left."""
+    own = gift.reads_allowed - reads_used(gift)
+    return max(min(own, gift.reads_allowed - people_reached(gift)), 0)
+
+
 def view(gift: GiftLink) -> GiftView:
-    left = 0 if gift.revoked_at else max(gift.reads_allowed - reads_used(gift), 0)
+    left = 0 if gift.revoked_at else reads_left(gift)
     slug = db.session.scalar(select(Article.slug).where(Article.id == gift.article_id)) or ""
     return GiftView(gift=gift, slug=slug, token=derive_secret(PURPOSE, gift.nonce), reads_left=left)
 
@@ -119,13 +139,10 @@ def revoke_gift(giver: User, gift_id: int) -> GiftView:
     return view(gift)
 
 
-def find_gift(token: str, *, lock: bool = False) -> GiftLink:
+def find_gift(token: str) -> GiftLink:
     if not well_formed(token):
         raise not_found("gift")
-    query = select(GiftLink).where(GiftLink.token_hash == secret_hash(token))
-    if lock:
-        query = query.with_for_update()
-    gift = db.session.scalar(query)
+    gift = db.session.scalar(select(GiftLink).where(GiftLink.token_hash == secret_hash(token)))
     if gift is None or not matches(gift.token_hash, token):
         raise not_found("gift")
     return gift
@@ -144,7 +161,7 @@ def _pass_for(gift: GiftLink, visitor: str) -> GiftPass:
         giver_id=gift.giver_id,
         revoked=gift.revoked_at is not None,
         already_read=already is not None,
-        reads_left=gift.reads_allowed - reads_used(gift),
+        reads_left=reads_left(gift),
     )
 
 
@@ -160,10 +177,13 @@ def open_gift(token: str, user: User | None, anonymous_key: str, *, claim: bool)
     """Open a gift link for one visitor. Only `claim` (the reader pressing the button, a
     POST) takes a read: link previews and prefetchers only GET, and must not use it up.
 
-    The link's row is locked (PostgreSQL) or the database is (SQLite, BEGIN IMMEDIATE)
-    while reads are counted, so parallel visitors never take more reads than it has.
+    All of the giver's links for the article are locked, in id order (PostgreSQL), or the
+    database is (SQLite, BEGIN IMMEDIATE) while reads are counted, so parallel visitors,
+    through one link or several, never take more reads than the giver has.
     """
-    gift = find_gift(token, lock=claim)
+    gift = find_gift(token)
+    if claim:
+        _lock_givers_links(gift)
     article = db.session.get(Article, gift.article_id)
     if article is None:
         raise not_found("gift")
@@ -186,6 +206,16 @@ def open_gift(token: str, user: User | None, anonymous_key: str, *, claim: bool)
         read_access(user, article, gift=gift_pass) is Access.FULL
     )
     return GiftOpening(article=article, access=access, gift=gift, can_claim=can_claim)
+
+
+def _lock_givers_links(gift: GiftLink) -> None:
+    db.session.execute(
+        select(GiftLink.id)
+        .where(GiftLink.giver_id == gift.giver_id, GiftLink.article_id == gift.article_id)
+        .order_by(GiftLink.id)
+        .with_for_update()
+    ).all()
+    db.session.refresh(gift)  # a revoke that committed while this request waited
 
 
 def _count_read(gift: GiftLink, visitor: str, user: User | None) -> None:

@@ -84,3 +84,28 @@ def test_12_people_opening_one_gift_link_at_once_get_3_reads(race_app: Flask) ->
     assert Counter(race(12, open_link)) == {True: 3, False: 9}
     with race_app.app_context():
         assert count(GiftRead, GiftRead.gift_id == gift_id) == 3
+
+
+def test_12_people_opening_four_links_of_one_giver_at_once_get_3_reads(race_app: Flask) -> None:
+    """The publisher's number is the giver's, not each link's: parallel claims through
+    several links of one giver still let only 3 people read."""
+    with race_app.app_context():
+        giver = make_user()
+        article = make_article(body="Raced-gift-text.", price=39)
+        grant(giver, article)
+        paths = ["/gift/" + create_gift(giver, article).token for _ in range(4)]
+        db.session.commit()
+        article_id = article.id
+
+    clients = [race_app.test_client() for _ in range(12)]
+    tokens = [csrf_token_from(c, paths[i % 4]) for i, c in enumerate(clients)]
+
+    def open_link(i: int) -> bool:
+        path = paths[i % 4]
+        response = clients[i].post(path, data={"csrf_token": tokens[i]})
+        assert response.status_code == 303
+        return "Raced-gift-text." in clients[i].get(path).get_data(as_text=True)
+
+    assert Counter(race(12, open_link)) == {True: 3, False: 9}
+    with race_app.app_context():
+        assert count(GiftRead, GiftRead.article_id == article_id) == 3

@@ -147,6 +147,25 @@ def test_a_refunded_giver_gift_opens_nothing(app: Flask, client: FlaskClient) ->
     assert client.get("/api/v1/library", headers=bearer(friend_token)).get_json()["articles"] == []
 
 
+def test_more_links_do_not_give_more_reads(app: Flask, client: FlaskClient) -> None:
+    """Ten links from one purchase let 3 people read in all, not 30 (found by attack)."""
+    _owner, token, slug = owner_with_article()
+    paths = [path_of(make_gift(client, token, slug)["url"]) for _ in range(10)]
+    readers = [app.test_client() for _ in range(4)]
+    assert SECRET in claim(readers[0], paths[0])
+    assert SECRET in claim(readers[1], paths[1])
+    # A person who read through one link is still one person through another.
+    assert SECRET in claim(readers[1], paths[2])
+    listed = client.get(f"/api/v1/articles/{slug}/gifts", headers=bearer(token))
+    assert {g["reads_left"] for g in listed.get_json()["gifts"]} == {1}
+    assert SECRET in claim(readers[2], paths[3])
+    assert SECRET not in claim(readers[3], paths[4])
+    assert SECRET not in claim(readers[3], paths[9])
+    assert make_gift(client, token, slug)["reads_left"] == 0
+    visitors = {read.visitor for read in db.session.query(GiftRead)}
+    assert len(visitors) == 3
+
+
 def test_only_an_owner_gives(client: FlaskClient) -> None:
     _owner, _token, slug = owner_with_article()
     stranger = make_token(make_user())
