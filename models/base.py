@@ -70,12 +70,22 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+POOL_RECYCLE_SECONDS = 1800
+
+
 def build_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping on every checkout (a round trip per request): a connection the server
+    # dropped fails its request's first statement, which SQLAlchemy reads as a disconnect
+    # and answers by invalidating the whole pool (every connection older than the error
+    # is replaced on its next checkout); the request answers 503 (errors.py) and the next
+    # one gets a fresh connection. Recycling connections after half an hour keeps them
+    # clear of idle timeouts in poolers and firewalls.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
     return create_engine(url, **kwargs)
 
 

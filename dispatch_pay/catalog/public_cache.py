@@ -48,6 +48,7 @@ from sqlalchemy.pool import NullPool
 from werkzeug.http import parse_cookie, parse_etags, parse_set_header, unquote_etag
 from werkzeug.sansio.utils import get_host
 
+from dispatch_pay.catalog.render_cache import renders
 from dispatch_pay.request_log import (
     CACHE_STATUS_KEY,
     REQUEST_ID_HEADER,
@@ -435,6 +436,7 @@ def clear_all_caches() -> None:
     """Forget every cached page in this process (tests roll catalog versions back)."""
     for cache in _caches:
         cache.clear()
+    renders.clear()
 
 
 def _cache_headers(app: Flask, response: Response) -> Response:

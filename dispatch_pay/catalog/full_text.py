@@ -1,0 +1,73 @@
+"""The full article as readers get it (JSON and the page's parts), built once per version.
+
+Callers pass an `ArticleRead` the read gate has already opened (`services.readable_article`
+or `read_access(...) is Access.FULL`); see `render_cache` for why the key is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, json, request
+from markupsafe import Markup
+
+from dispatch_pay.catalog.render_cache import render_key, renders
+from dispatch_pay.catalog.schemas import FullArticleSchema, TeaserSchema
+from dispatch_pay.catalog.services import ArticleRead
+from dispatch_pay.verification.marking import claim_reviews, mark_quotes
+
+FULL = FullArticleSchema()
+TEASER = TeaserSchema()
+
+
+def _origin() -> str:
+    """What absolute URLs in the rendering depend on (nothing when PUBLIC_BASE_URL is set)."""
+    if current_app.config.get("PUBLIC_BASE_URL"):
+        return ""
+    return request.host_url + request.script_root
+
+
+def _key(kind: str, read: ArticleRead) -> tuple[str, int, int | None, int, str]:
+    article = read.article
+    shown = article.live_revision_id or article.latest_revision_id
+    return render_key(kind, article.id, shown, read.version, _origin())
+
+
+def full_dump(read: ArticleRead) -> dict[str, Any]:
+    """FullArticleSchema's dump of the article (shared: callers copy before changing it)."""
+    return renders.get_or_build(_key("dump", read), lambda: FULL.dump(read.article))
+
+
+def full_json(read: ArticleRead) -> bytes:
+    """The 200 body of `GET /api/v1/articles/<slug>`, serialised once."""
+
+    def build() -> bytes:
+        return (json.dumps(full_dump(read)) + "\n").encode()
+
+    return renders.get_or_build(_key("json", read), build)
+
+
+@dataclass(frozen=True)
+class FullPage:
+    """What the full article page is built from, apart from who is reading it."""
+
+    teaser: dict[str, Any]
+    full: dict[str, Any]
+    body: Markup
+    marked: Any
+    review: list[dict[str, Any]] | None
+
+
+def full_page(read: ArticleRead) -> FullPage:
+    def build() -> FullPage:
+        teaser = TEASER.dump(read.article)
+        full = full_dump(read)
+        report = full["verification"]
+        body, marked = mark_quotes(full["body_html"], report.get("claims") or [])
+        review = None
+        if report.get("claims"):
+            review = claim_reviews(report, teaser["url"], teaser["published_at"])
+        return FullPage(teaser, full, body, marked, review)
+
+    return renders.get_or_build(_key("page", read), build)
