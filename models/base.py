@@ -110,6 +110,18 @@ class Database:
 db = Database()
 
 
+def conflict_insert(model: Any) -> Any:
+    """`INSERT` into a model's table that takes ON CONFLICT clauses, for the session's
+    database: both PostgreSQL and SQLite know `on_conflict_do_nothing/do_update` and
+    RETURNING, which lets a unique constraint decide in one statement, without a look-up
+    before it or a savepoint around it."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    return (postgresql_insert if postgres else sqlite_insert)(model.__table__)
+
+
 def one_of(column: str, values: type[StrEnum], name: str) -> CheckConstraint:
     """A CHECK that the column holds one of the enum's values (NULL passes, as in SQL)."""
     listed = ", ".join(f"'{member.value}'" for member in values)
