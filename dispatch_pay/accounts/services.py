@@ -116,7 +116,8 @@ def ensure_publisher(email: str, password: str | None) -> User:
     return user
 
 
-def _token_digest(secret: str) -> str:
+def token_digest(secret: str) -> str:
+    """How an API token's secret is stored (and looked up)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -131,7 +132,7 @@ def issue_token(user: User, name: str = "API token") -> IssuedToken:
     token = ApiToken(
         user=user,
         name=name,
-        token_hash=_token_digest(secret),
+        token_hash=token_digest(secret),
         prefix=secret[: len(TOKEN_PREFIX) + 6],
     )
     db.session.add(token)
@@ -170,7 +171,7 @@ def token_for_secret(secret: str) -> ApiToken | None:
 
     last_used_at is written at most once per TOKEN_TOUCH_INTERVAL, so a read stays a read.
     """
-    token = db.session.scalar(_LIVE_TOKEN, {"token_hash": _token_digest(secret)})
+    token = db.session.scalar(_LIVE_TOKEN, {"token_hash": token_digest(secret)})
     if token is None:
         return None
     now = utcnow()

@@ -9,6 +9,7 @@ from dispatch_pay.api.openapi import operation
 from dispatch_pay.catalog import gifts, private_feed, services
 from dispatch_pay.catalog.full_text import full_json
 from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.owner_reads import mark_rendered
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
@@ -89,6 +90,7 @@ def get_article(slug: str) -> Response:
         response = Response(article_markdown(read.article), mimetype=MARKDOWN_TYPE)
     else:
         response = Response(full_json(read), mimetype="application/json")
+        mark_rendered(request.environ)
     response.vary.add("Accept")
     return response
 

@@ -12,7 +12,8 @@ from typing import Any
 from flask import current_app, json, request
 from markupsafe import Markup
 
-from dispatch_pay.catalog.render_cache import render_key, renders
+from dispatch_pay.catalog.public_cache import effective_origin
+from dispatch_pay.catalog.render_cache import RenderKey, render_key, renders
 from dispatch_pay.catalog.schemas import FullArticleSchema, TeaserSchema
 from dispatch_pay.catalog.services import ArticleRead
 from dispatch_pay.verification.marking import claim_reviews, mark_quotes
@@ -21,17 +22,19 @@ FULL = FullArticleSchema()
 TEASER = TeaserSchema()
 
 
-def _origin() -> str:
-    """What absolute URLs in the rendering depend on (nothing when PUBLIC_BASE_URL is set)."""
-    if current_app.config.get("PUBLIC_BASE_URL"):
+def origin_of(environ: Any, fixed_origin: bool) -> str:
+    """What absolute URLs in a rendering depend on: nothing when PUBLIC_BASE_URL is set,
+    else the effective origin and script root (as the public page cache keys them)."""
+    if fixed_origin:
         return ""
-    return request.host_url + request.script_root
+    return effective_origin(environ) + environ.get("SCRIPT_NAME", "")
 
 
-def _key(kind: str, read: ArticleRead) -> tuple[str, int, int | None, int, str]:
+def _key(kind: str, read: ArticleRead) -> RenderKey:
     article = read.article
     shown = article.live_revision_id or article.latest_revision_id
-    return render_key(kind, article.id, shown, read.version, _origin())
+    fixed = bool(current_app.config.get("PUBLIC_BASE_URL"))
+    return render_key(kind, article.id, shown, read.version, origin_of(request.environ, fixed))
 
 
 def full_dump(read: ArticleRead) -> dict[str, Any]:

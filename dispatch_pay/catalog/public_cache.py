@@ -309,7 +309,7 @@ class AnonymousPageCache:
 
     def _key(self, environ: WSGIEnvironment) -> CacheKey:
         """What the page is built from (see the module's docstring)."""
-        origin = "" if self.fixed_origin else _effective_origin(environ)
+        origin = "" if self.fixed_origin else effective_origin(environ)
         script = environ.get("SCRIPT_NAME", "")
         return (origin, script, environ.get("PATH_INFO", ""), environ["QUERY_STRING"])
 
@@ -394,7 +394,7 @@ class AnonymousPageCache:
             self.size = 0
 
 
-def _effective_origin(environ: WSGIEnvironment) -> str:
+def effective_origin(environ: WSGIEnvironment) -> str:
     """The origin `url_for(_external=True)` writes: request.host_url's scheme and host."""
     scheme = environ.get("wsgi.url_scheme", "http")
     server = (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0) or None)
@@ -480,3 +480,9 @@ def register_public_cache(app: Flask) -> None:
         )
         app.extensions["public_cache"] = cache
         app.wsgi_app = cache  # type: ignore[method-assign]
+        # An owner's article JSON, from the render cache through the read gate.
+        from dispatch_pay.catalog.owner_reads import OwnerReads
+
+        app.wsgi_app = OwnerReads(  # type: ignore[method-assign]
+            app.wsgi_app, fixed_origin=bool(app.config.get("PUBLIC_BASE_URL")), testing=app.testing
+        )

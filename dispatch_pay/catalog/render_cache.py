@@ -49,6 +49,11 @@ class RenderCache:
                 self.entries.popitem(last=False)
         return value
 
+    def get(self, key: RenderKey) -> Any:
+        """The entry under `key`, or None (never builds)."""
+        with self.lock:
+            return self.entries.get(key)
+
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()

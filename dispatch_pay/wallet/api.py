@@ -8,9 +8,9 @@ from flask.typing import ResponseReturnValue
 from dispatch_pay.accounts import spending_cap
 from dispatch_pay.accounts.auth import agent_token, api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
+from dispatch_pay.catalog.full_text import full_dump
 from dispatch_pay.catalog.offers import offer_for
-from dispatch_pay.catalog.schemas import FullArticleSchema
-from dispatch_pay.catalog.services import article_for_reader, find_article
+from dispatch_pay.catalog.services import find_article, readable_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
@@ -93,7 +93,8 @@ def purchase_article(slug: str) -> ResponseReturnValue:
     )
     body = _purchase_result(result)
     if include == "article":
-        body["article"] = FullArticleSchema().dump(article_for_reader(user, slug))
+        # Through the read gate, as GET answers it (the rendering shared with GET's).
+        body["article"] = full_dump(readable_article(user, slug))
     return jsonify(body), 201 if result.created else 200
 
 

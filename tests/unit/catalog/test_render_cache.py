@@ -87,3 +87,30 @@ def test_a_kept_gift_and_an_own_gift_link_still_show_on_the_cached_page(
     assert response.status_code == 201, response.json
     html = client.get(page).get_data(as_text=True)
     assert response.json["gift"]["url"] in html  # the giver's own link, not cached away
+
+
+def test_an_owner_read_answered_before_flask_matches_the_view_and_keeps_the_gate(
+    client: FlaskClient,
+) -> None:
+    from dispatch_pay.accounts.services import revoke_token
+    from models import ApiToken
+
+    article = make_article(body="Owner words.")
+    reader = make_user()
+    grant(reader, article)
+    token = make_token(reader)
+    api = f"/api/v1/articles/{article.slug}"
+    first = client.get(api, headers=bearer(token))  # the view renders it
+    second = client.get(api, headers=bearer(token))  # the owner fast path may answer
+    assert first.status_code == second.status_code == 200
+    assert first.data == second.data
+    same = {k: v for k, v in first.headers.items() if k != "X-Request-ID"}
+    assert same == {k: v for k, v in second.headers.items() if k != "X-Request-ID"}
+    assert "no-store" in second.headers["Cache-Control"]  # per reader: never shared
+    # A Markdown request, a revoked token: the app answers them, never the stored JSON.
+    markdown = client.get(api, headers={**bearer(token), "Accept": "text/markdown"})
+    assert markdown.status_code == 200 and markdown.mimetype == "text/markdown"
+    stored = db.session.query(ApiToken).filter_by(user_id=reader.id).one()
+    revoke_token(reader, stored.id)
+    db.session.commit()
+    assert client.get(api, headers=bearer(token)).status_code == 401
