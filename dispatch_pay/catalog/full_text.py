@@ -6,8 +6,9 @@ or `read_access(...) is Access.FULL`); see `render_cache` for why the key is saf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app, json, request
 from markupsafe import Markup
@@ -18,6 +19,7 @@ from dispatch_pay.catalog.schemas import FullArticleSchema, TeaserSchema
 from dispatch_pay.catalog.services import ArticleRead
 from dispatch_pay.verification.marking import claim_reviews, mark_quotes
 
+T = TypeVar("T")
 FULL = FullArticleSchema()
 TEASER = TeaserSchema()
 
@@ -35,6 +37,11 @@ def _key(kind: str, read: ArticleRead) -> RenderKey:
     shown = article.live_revision_id or article.latest_revision_id
     fixed = bool(current_app.config.get("PUBLIC_BASE_URL"))
     return render_key(kind, article.id, shown, read.version, origin_of(request.environ, fixed))
+
+
+def cached_render(kind: str, read: ArticleRead, build: Callable[[], T]) -> T:
+    """Anything built from the article alone (never from the reader), kept per version."""
+    return renders.get_or_build(_key(kind, read), build)
 
 
 def full_dump(read: ArticleRead) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from markupsafe import escape
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from dispatch_pay.catalog import gifts, private_feed, services
-from dispatch_pay.catalog.full_text import FullPage, full_page
+from dispatch_pay.catalog.full_text import FullPage, cached_render, full_page
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
@@ -112,7 +112,9 @@ def article_page(slug: str) -> str:
             "gifts": gifts.gifts_of(viewer, article) if gave else [],
             "can_give": gifts.may_give(viewer, article, holdings=read.holdings),
         }
-    return _render_full(full_page(read), article, **extra)
+    page = full_page(read)
+    text = cached_render("page-text", read, lambda: _full_text(page, article))
+    return _render_full(page, article, text, **extra)
 
 
 def _render_article(article: Article, viewer: User | None, *, full_text: bool, **extra: Any) -> str:
@@ -126,7 +128,8 @@ def _render_article(article: Article, viewer: User | None, *, full_text: bool, *
         review = None
         if report.get("claims"):
             review = claim_reviews(report, teaser["url"], teaser["published_at"])
-        return _render_full(FullPage(teaser, full, body, marked, review), article, **extra)
+        page = FullPage(teaser, full, body, marked, review)
+        return _render_full(page, article, _full_text(page, article), **extra)
     teaser = TEASER.dump(article)
     # Two templates: the locked one is never handed the full article.
     return render_template(
@@ -149,7 +152,22 @@ def _common(teaser: dict[str, Any], article: Article, extra: dict[str, Any]) -> 
     }
 
 
-def _render_full(page: FullPage, article: Article, **extra: Any) -> str:
+def _full_text(page: FullPage, article: Article) -> Markup:
+    """The text and its Verifier section, corrections and manifest link (nothing of the
+    reader: the owner's page keeps it per revision and catalog version)."""
+    html = render_template(
+        "_full_text.html",
+        full=page.full,
+        body=page.body,
+        marked=page.marked,
+        signs=VERDICT_SIGNS,
+        corrections=page.full["corrections"],
+        **_common(page.teaser, article, {}),
+    )
+    return Markup(html)  # noqa: S704 - the output of an autoescaping template
+
+
+def _render_full(page: FullPage, article: Article, text: Markup, **extra: Any) -> str:
     data = structured_data(page.teaser, article.is_free)
     if page.review is not None:
         # ClaimReview only here: the claims are part of what is sold.
@@ -157,11 +175,8 @@ def _render_full(page: FullPage, article: Article, **extra: Any) -> str:
     return render_template(
         "article_full.html",
         full=page.full,
-        body=page.body,
-        marked=page.marked,
+        full_text=text,
         structured_data=data,
-        corrections=page.full["corrections"],
-        signs=VERDICT_SIGNS,
         **_common(page.teaser, article, extra),
     )
 
