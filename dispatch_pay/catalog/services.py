@@ -148,6 +148,17 @@ def readable_article(user: User | None, slug: str) -> ArticleRead:
     return read
 
 
+_ARTICLE_BY_SLUG = select(Article).where(Article.slug == bindparam("slug"))
+
+
+def article_to_sell(slug: str) -> Article:
+    """The article row alone (a purchase needs neither its text nor its report)."""
+    article = db.session.scalar(_ARTICLE_BY_SLUG, {"slug": slug})
+    if article is None:
+        raise not_found("article")
+    return article
+
+
 def article_for_reader(user: User | None, slug: str) -> Article:
     """The article in full through the read gate: 404 if hidden, a 402 offer if not owned."""
     article = find_article(slug)

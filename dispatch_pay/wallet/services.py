@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -46,14 +46,15 @@ class PurchaseResult:
     created: bool
 
 
+_ACTIVE_PURCHASE = select(Purchase).where(
+    Purchase.user_id == bindparam("user_id"),
+    Purchase.article_id == bindparam("article_id"),
+    Purchase.status == PURCHASE_ACTIVE,
+)
+
+
 def active_purchase(user_id: int, article_id: int) -> Purchase | None:
-    return db.session.scalar(
-        select(Purchase).where(
-            Purchase.user_id == user_id,
-            Purchase.article_id == article_id,
-            Purchase.status == PURCHASE_ACTIVE,
-        )
-    )
+    return db.session.scalar(_ACTIVE_PURCHASE, {"user_id": user_id, "article_id": article_id})
 
 
 def purchase_article(
