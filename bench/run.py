@@ -556,6 +556,7 @@ GOALS = {
     "teaser page (anonymous)": 0.8,
     "article API 402": 0.8,
     "full page (entitled)": 0.5,
+    "article API 200": 0.5,
     "purchase": 0.3,
     "buy and read (agent)": 0.3,
     "webhook ingest": 0.4,
