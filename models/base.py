@@ -70,12 +70,22 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+POOL_RECYCLE_SECONDS = 1800
+
+
 def build_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping on every checkout (a round trip per request): a connection the server
+    # dropped fails its request's first statement, which SQLAlchemy reads as a disconnect
+    # and answers by invalidating the whole pool (every connection older than the error
+    # is replaced on its next checkout); the request answers 503 (errors.py) and the next
+    # one gets a fresh connection. Recycling connections after half an hour keeps them
+    # clear of idle timeouts in poolers and firewalls.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
     return create_engine(url, **kwargs)
 
 
@@ -98,6 +108,18 @@ class Database:
 
 
 db = Database()
+
+
+def conflict_insert(model: Any) -> Any:
+    """`INSERT` into a model's table that takes ON CONFLICT clauses, for the session's
+    database: both PostgreSQL and SQLite know `on_conflict_do_nothing/do_update` and
+    RETURNING, which lets a unique constraint decide in one statement, without a look-up
+    before it or a savepoint around it."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    return (postgresql_insert if postgres else sqlite_insert)(model.__table__)
 
 
 def one_of(column: str, values: type[StrEnum], name: str) -> CheckConstraint:

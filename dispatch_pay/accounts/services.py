@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -116,7 +116,8 @@ def ensure_publisher(email: str, password: str | None) -> User:
     return user
 
 
-def _token_digest(secret: str) -> str:
+def token_digest(secret: str) -> str:
+    """How an API token's secret is stored (and looked up)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -131,7 +132,7 @@ def issue_token(user: User, name: str = "API token") -> IssuedToken:
     token = ApiToken(
         user=user,
         name=name,
-        token_hash=_token_digest(secret),
+        token_hash=token_digest(secret),
         prefix=secret[: len(TOKEN_PREFIX) + 6],
     )
     db.session.add(token)
@@ -157,16 +158,20 @@ def user_for_token(secret: str) -> User | None:
     return token.user if token is not None else None
 
 
+# Built once (it runs on every API request). Every caller needs the user: one round trip.
+_LIVE_TOKEN = (
+    select(ApiToken)
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+    .options(joinedload(ApiToken.user))
+)
+
+
 def token_for_secret(secret: str) -> ApiToken | None:
     """The live token with this secret (its user loaded); None if unknown or revoked.
 
     last_used_at is written at most once per TOKEN_TOUCH_INTERVAL, so a read stays a read.
     """
-    token = db.session.scalar(
-        select(ApiToken)
-        .where(ApiToken.token_hash == _token_digest(secret), ApiToken.revoked_at.is_(None))
-        .options(joinedload(ApiToken.user))  # every caller needs the user: one round trip
-    )
+    token = db.session.scalar(_LIVE_TOKEN, {"token_hash": token_digest(secret)})
     if token is None:
         return None
     now = utcnow()

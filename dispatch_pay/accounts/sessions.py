@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 
 from flask import after_this_request, g, request, session
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
 from dispatch_pay.accounts import devices
@@ -54,16 +54,20 @@ def current_session_id() -> int | None:
     return session_id
 
 
+# Built once: it runs on every request that carries a session cookie.
+_SESSION_BY_HASH = (
+    select(UserSession)
+    .where(UserSession.token_hash == bindparam("token_hash"))
+    .options(joinedload(UserSession.user))
+)
+
+
 def load_session_user() -> User | None:
     """flask-login's loader: the user of the session the cookie names, if it still exists."""
     secret = session.get(SESSION_KEY)
     if not isinstance(secret, str) or not secret:
         return None
-    record = db.session.scalar(
-        select(UserSession)
-        .where(UserSession.token_hash == _digest(secret))
-        .options(joinedload(UserSession.user))
-    )
+    record = db.session.scalar(_SESSION_BY_HASH, {"token_hash": _digest(secret)})
     now = utcnow()
     if record is None or now - record.last_seen_at > IDLE_LIMIT:
         session.pop(SESSION_KEY, None)

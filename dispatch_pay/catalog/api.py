@@ -7,7 +7,9 @@ from flask import Response, jsonify, request
 from dispatch_pay.accounts.auth import api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
 from dispatch_pay.catalog import gifts, private_feed, services
+from dispatch_pay.catalog.full_text import full_json
 from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.owner_reads import mark_rendered
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import (
     ArticleListSchema,
@@ -77,7 +79,7 @@ def list_articles() -> Response:
 def get_article(slug: str) -> Response:
     markdown = wants_markdown()
     try:
-        article = services.article_for_reader(api_user(), slug)
+        read = services.readable_article(api_user(), slug)
     except DomainError as exc:
         if exc.status == 402 and api_user() is None:
             # The 402 holds the teaser and the offer, nothing of the caller; it is the same
@@ -85,9 +87,10 @@ def get_article(slug: str) -> Response:
             mark_public()
         raise
     if markdown:
-        response = Response(article_markdown(article), mimetype=MARKDOWN_TYPE)
+        response = Response(article_markdown(read.article), mimetype=MARKDOWN_TYPE)
     else:
-        response = jsonify(FULL.dump(article))
+        response = Response(full_json(read), mimetype="application/json")
+        mark_rendered(request.environ)
     response.vary.add("Accept")
     return response
 

@@ -52,8 +52,11 @@ def is_entitled(user: User | int, article: Article | int) -> bool:
     )
 
 
-def _kept_gifts(user: User) -> Select[Any]:
-    """Articles a logged-in recipient keeps through a gift, while its giver still owns them."""
+def _kept_gifts(user: User | Any) -> Select[Any]:
+    """Articles a logged-in recipient keeps through a gift, while its giver still owns them.
+
+    `user` is a User or a SQL expression of a user id (a bind parameter)."""
+    user_id = user.id if isinstance(user, User) else user
     giver_owns = aliased(Entitlement)
     return (
         select(GiftRead.article_id)
@@ -63,7 +66,7 @@ def _kept_gifts(user: User) -> Select[Any]:
             (giver_owns.user_id == GiftLink.giver_id)
             & (giver_owns.article_id == GiftRead.article_id),
         )
-        .where(GiftRead.reader_id == user.id)
+        .where(GiftRead.reader_id == user_id)
     )
 
 
@@ -78,19 +81,55 @@ def _gift_opens(gift: GiftPass | None, article: Article) -> bool:
     return is_entitled(gift.giver_id, article)
 
 
-def read_access(user: User | None, article: Article, gift: GiftPass | None = None) -> Access:
+@dataclass(frozen=True)
+class Holdings:
+    """What the caller holds of one article, read in the statement that loaded it
+    (`holdings_columns`), so the gate needs no query of its own on the hot paths."""
+
+    entitled: bool
+    kept_gift: bool
+    gave_gifts: bool  # the caller made gift links of it (else its page lists none)
+
+
+def holdings_columns(user_id: Any, article_id: Any) -> list[Any]:
+    """EXISTS columns (entitlement, kept gift, own gift links) to select beside the article.
+
+    `user_id` and `article_id` are SQL expressions (bind parameters or columns), so the
+    statement can be built once and reused."""
+    owned = exists().where(Entitlement.user_id == user_id, Entitlement.article_id == article_id)
+    kept = _kept_gifts(user_id).where(GiftRead.article_id == article_id).exists()
+    gave = exists().where(GiftLink.giver_id == user_id, GiftLink.article_id == article_id)
+    return [owned.label("entitled"), kept.label("kept_gift"), gave.label("gave_gifts")]
+
+
+def read_access(
+    user: User | None,
+    article: Article,
+    gift: GiftPass | None = None,
+    holdings: Holdings | None = None,
+) -> Access:
+    """The one gate. `holdings`, when given, must be the caller's, read with the article."""
+
+    def entitled() -> bool:
+        assert user is not None
+        return holdings.entitled if holdings is not None else is_entitled(user, article)
+
+    def kept() -> bool:
+        assert user is not None
+        return holdings.kept_gift if holdings is not None else _kept_gift(user, article)
+
     if user is not None and user.is_publisher:
         return Access.FULL
     if article.is_published:
         if article.is_free:
             return Access.FULL
-        if user is not None and (is_entitled(user, article) or _kept_gift(user, article)):
+        if user is not None and (entitled() or kept()):
             return Access.FULL
         if _gift_opens(gift, article):
             return Access.FULL
         return Access.TEASER
     # Unpublished: a reader who paid for it keeps reading the text they bought.
-    if article.live_revision_id is not None and user is not None and is_entitled(user, article):
+    if article.live_revision_id is not None and user is not None and entitled():
         return Access.FULL
     return Access.HIDDEN
 

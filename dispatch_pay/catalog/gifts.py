@@ -22,7 +22,7 @@ from dispatch_pay.catalog.capability_urls import (
     secret_hash,
     well_formed,
 )
-from dispatch_pay.catalog.gate import Access, GiftPass, is_entitled, read_access
+from dispatch_pay.catalog.gate import Access, GiftPass, Holdings, is_entitled, read_access
 from dispatch_pay.errors import DomainError, not_found
 from dispatch_pay.urls import absolute_url
 from models import (
@@ -89,12 +89,13 @@ def view(gift: GiftLink) -> GiftView:
     return GiftView(gift=gift, slug=slug, token=derive_secret(PURPOSE, gift.nonce), reads_left=left)
 
 
-def may_give(giver: User, article: Article) -> bool:
+def may_give(giver: User, article: Article, holdings: Holdings | None = None) -> bool:
+    """`holdings`: the giver's, read with the article (saves the entitlement query)."""
     return (
         not giver.is_publisher
         and article.is_published
         and not article.is_free
-        and is_entitled(giver, article)
+        and (holdings.entitled if holdings is not None else is_entitled(giver, article))
     )
 
 

@@ -48,6 +48,7 @@ from sqlalchemy.pool import NullPool
 from werkzeug.http import parse_cookie, parse_etags, parse_set_header, unquote_etag
 from werkzeug.sansio.utils import get_host
 
+from dispatch_pay.catalog.render_cache import renders
 from dispatch_pay.request_log import (
     CACHE_STATUS_KEY,
     REQUEST_ID_HEADER,
@@ -308,7 +309,7 @@ class AnonymousPageCache:
 
     def _key(self, environ: WSGIEnvironment) -> CacheKey:
         """What the page is built from (see the module's docstring)."""
-        origin = "" if self.fixed_origin else _effective_origin(environ)
+        origin = "" if self.fixed_origin else effective_origin(environ)
         script = environ.get("SCRIPT_NAME", "")
         return (origin, script, environ.get("PATH_INFO", ""), environ["QUERY_STRING"])
 
@@ -393,7 +394,7 @@ class AnonymousPageCache:
             self.size = 0
 
 
-def _effective_origin(environ: WSGIEnvironment) -> str:
+def effective_origin(environ: WSGIEnvironment) -> str:
     """The origin `url_for(_external=True)` writes: request.host_url's scheme and host."""
     scheme = environ.get("wsgi.url_scheme", "http")
     server = (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0) or None)
@@ -435,6 +436,7 @@ def clear_all_caches() -> None:
     """Forget every cached page in this process (tests roll catalog versions back)."""
     for cache in _caches:
         cache.clear()
+    renders.clear()
 
 
 def _cache_headers(app: Flask, response: Response) -> Response:
@@ -478,3 +480,9 @@ def register_public_cache(app: Flask) -> None:
         )
         app.extensions["public_cache"] = cache
         app.wsgi_app = cache  # type: ignore[method-assign]
+        # An owner's article JSON, from the render cache through the read gate.
+        from dispatch_pay.catalog.owner_reads import OwnerReads
+
+        app.wsgi_app = OwnerReads(  # type: ignore[method-assign]
+            app.wsgi_app, fixed_origin=bool(app.config.get("PUBLIC_BASE_URL")), testing=app.testing
+        )

@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from dispatch_pay.catalog.gate import Access, read_access
+from dispatch_pay.catalog.gate import Access, Holdings, holdings_columns, read_access
 from dispatch_pay.catalog.offers import payment_required_error
 from dispatch_pay.errors import not_found
 from models import (
+    CATALOG_STATE_ID,
     STATUS_PUBLISHED,
     Article,
     ArticleRevision,
+    CatalogState,
     Entitlement,
     GiftRead,
     User,
@@ -91,6 +93,67 @@ def find_article(slug: str) -> Article:
         .where(Article.slug == slug)
         .options(joinedload(Article.live_revision).joinedload(ArticleRevision.report))
     )
+    if article is None:
+        raise not_found("article")
+    return article
+
+
+@dataclass(frozen=True)
+class ArticleRead:
+    """An article row, what the caller holds of it and the catalog version, read together."""
+
+    article: Article
+    holdings: Holdings | None
+    version: int
+
+
+_VERSION = select(CatalogState.version).where(CatalogState.id == CATALOG_STATE_ID).scalar_subquery()
+
+
+# Built once: constructing a statement costs more than running it on the hot path.
+_ANONYMOUS_READ = select(Article, _VERSION.label("version")).where(
+    Article.slug == bindparam("slug")
+)
+_CALLER_READ = select(
+    Article, _VERSION.label("version"), *holdings_columns(bindparam("caller_id"), Article.id)
+).where(Article.slug == bindparam("slug"))
+
+
+def article_with_holdings(user: User | None, slug: str) -> ArticleRead:
+    """One statement: the article, what the caller holds of it, the catalog version.
+
+    The revision and report are not loaded here: a reader view that finds its rendering
+    in `render_cache` (keyed by the version read in this same statement) needs neither.
+    """
+    if user is None:
+        row = db.session.execute(_ANONYMOUS_READ, {"slug": slug}).first()
+    else:
+        row = db.session.execute(_CALLER_READ, {"slug": slug, "caller_id": user.id}).first()
+    if row is None:
+        raise not_found("article")
+    holdings = None
+    if user is not None:
+        holdings = Holdings(bool(row.entitled), bool(row.kept_gift), bool(row.gave_gifts))
+    return ArticleRead(row[0], holdings, int(row.version or 0))
+
+
+def readable_article(user: User | None, slug: str) -> ArticleRead:
+    """The article in full through the read gate: 404 if hidden, a 402 offer if not owned."""
+    read = article_with_holdings(user, slug)
+    access = read_access(user, read.article, holdings=read.holdings)
+    if access is Access.HIDDEN:
+        raise not_found("article")
+    if access is Access.TEASER:
+        raise payment_required_error(read.article)
+    return read
+
+
+_ARTICLE_BY_SLUG = select(Article).where(Article.slug == bindparam("slug"))
+
+
+def article_to_sell(slug: str) -> Article:
+    """The article row alone (a purchase needs neither its text nor its report)."""
+    article = db.session.scalar(_ARTICLE_BY_SLUG, {"slug": slug})
     if article is None:
         raise not_found("article")
     return article

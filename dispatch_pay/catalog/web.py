@@ -20,10 +20,11 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from markupsafe import escape
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from dispatch_pay.catalog import gifts, private_feed, services
+from dispatch_pay.catalog.full_text import FullPage, cached_render, full_page
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
 from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
@@ -94,26 +95,54 @@ def structured_data(teaser: dict[str, Any], free: bool) -> dict[str, Any]:
 
 @bp.get("/articles/<slug>")
 def article_page(slug: str) -> str:
-    article: Article = services.find_article(slug)
     viewer = _viewer()
-    access = read_access(viewer, article)
+    read = services.article_with_holdings(viewer, slug)
+    article = read.article
+    access = read_access(viewer, article, holdings=read.holdings)
     if access is Access.HIDDEN:
         abort(404)
     if viewer is None and access is Access.TEASER:
         mark_public()
+    if access is not Access.FULL:
+        return _render_article(article, viewer, full_text=False)
     extra: dict[str, Any] = {}
-    if access is Access.FULL and viewer is not None and not article.is_free:
+    if viewer is not None and not article.is_free:
+        gave = read.holdings is None or read.holdings.gave_gifts
         extra = {
-            "gifts": gifts.gifts_of(viewer, article),
-            "can_give": gifts.may_give(viewer, article),
+            "gifts": gifts.gifts_of(viewer, article) if gave else [],
+            "can_give": gifts.may_give(viewer, article, holdings=read.holdings),
         }
-    return _render_article(article, viewer, full_text=access is Access.FULL, **extra)
+    page = full_page(read)
+    text = cached_render("page-text", read, lambda: _full_text(page, article))
+    return _render_full(page, article, text, **extra)
 
 
 def _render_article(article: Article, viewer: User | None, *, full_text: bool, **extra: Any) -> str:
     """The article page (and the gift page): the teaser, or the full text for those who may read."""
+    if full_text:
+        # The gift page: rendered for its holder only, outside the shared render cache.
+        teaser = TEASER.dump(article)
+        full = FULL.dump(article)
+        report = full["verification"]
+        body, marked = mark_quotes(full["body_html"], report.get("claims") or [])
+        review = None
+        if report.get("claims"):
+            review = claim_reviews(report, teaser["url"], teaser["published_at"])
+        page = FullPage(teaser, full, body, marked, review)
+        return _render_full(page, article, _full_text(page, article), **extra)
     teaser = TEASER.dump(article)
-    common: dict[str, Any] = {
+    # Two templates: the locked one is never handed the full article.
+    return render_template(
+        "article_teaser.html",
+        structured_data=structured_data(teaser, article.is_free),
+        offer=paywall_offer(viewer, article),
+        corrections=corrections(article),
+        **_common(teaser, article, extra),
+    )
+
+
+def _common(teaser: dict[str, Any], article: Article, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
         "article": teaser,
         "free": article.is_free,
         "published": article.is_published,
@@ -121,31 +150,34 @@ def _render_article(article: Article, viewer: User | None, *, full_text: bool, *
         "paywall_class": PAYWALL_SELECTOR.lstrip("."),
         **extra,
     }
-    if not full_text:
-        # Two templates: the locked one is never handed the full article.
-        return render_template(
-            "article_teaser.html",
-            structured_data=structured_data(teaser, article.is_free),
-            offer=paywall_offer(viewer, article),
-            corrections=corrections(article),
-            **common,
-        )
-    full = FULL.dump(article)
-    report = full["verification"]
-    body, marked = mark_quotes(full["body_html"], report.get("claims") or [])
-    data = structured_data(teaser, article.is_free)
-    if report.get("claims"):
+
+
+def _full_text(page: FullPage, article: Article) -> Markup:
+    """The text and its Verifier section, corrections and manifest link (nothing of the
+    reader: the owner's page keeps it per revision and catalog version)."""
+    html = render_template(
+        "_full_text.html",
+        full=page.full,
+        body=page.body,
+        marked=page.marked,
+        signs=VERDICT_SIGNS,
+        corrections=page.full["corrections"],
+        **_common(page.teaser, article, {}),
+    )
+    return Markup(html)  # noqa: S704 - the output of an autoescaping template
+
+
+def _render_full(page: FullPage, article: Article, text: Markup, **extra: Any) -> str:
+    data = structured_data(page.teaser, article.is_free)
+    if page.review is not None:
         # ClaimReview only here: the claims are part of what is sold.
-        data["review"] = claim_reviews(report, teaser["url"], teaser["published_at"])
+        data["review"] = page.review
     return render_template(
         "article_full.html",
-        full=full,
-        body=body,
-        marked=marked,
+        full=page.full,
+        full_text=text,
         structured_data=data,
-        corrections=full["corrections"],
-        signs=VERDICT_SIGNS,
-        **common,
+        **_common(page.teaser, article, extra),
     )
 
 

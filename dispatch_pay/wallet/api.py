@@ -8,9 +8,9 @@ from flask.typing import ResponseReturnValue
 from dispatch_pay.accounts import spending_cap
 from dispatch_pay.accounts.auth import agent_token, api_blueprint, api_user, require_user
 from dispatch_pay.api.openapi import operation
+from dispatch_pay.catalog.full_text import full_dump
 from dispatch_pay.catalog.offers import offer_for
-from dispatch_pay.catalog.schemas import FullArticleSchema
-from dispatch_pay.catalog.services import article_for_reader, find_article
+from dispatch_pay.catalog.services import article_to_sell, readable_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
@@ -43,6 +43,11 @@ from dispatch_pay.wallet.schemas import (
 from models import Article, TopUp, TopUpStatus, db
 
 bp = api_blueprint("wallet_api", __name__)
+# The purchase path's schemas, built once (their construction does not depend on the
+# request; loading and dumping through a shared instance is thread-safe).
+PURCHASE_REQUEST = PurchaseRequestSchema()
+PURCHASE_QUERY = PurchaseQuerySchema()
+PURCHASE_RESULT = PurchaseResultSchema()
 # A page polls a pending top-up about once a second; this is far above any page.
 TOPUP_POLLS_PER_READER = "60 per minute"
 
@@ -82,18 +87,19 @@ def get_wallet() -> Response:
 )
 def purchase_article(slug: str) -> ResponseReturnValue:
     user = require_user()
-    data = load_json(PurchaseRequestSchema())
-    include = load_query(PurchaseQuerySchema())["include"]
+    data = load_json(PURCHASE_REQUEST)
+    include = load_query(PURCHASE_QUERY)["include"]
     expected = data["expected_price"]
     result = checkout.buy(
         user,
-        find_article(slug),
+        article_to_sell(slug),
         agent_token=agent_token(),
         expected_price=Money(expected["amount"], expected["currency"]) if expected else None,
     )
     body = _purchase_result(result)
     if include == "article":
-        body["article"] = FullArticleSchema().dump(article_for_reader(user, slug))
+        # Through the read gate, as GET answers it (the rendering shared with GET's).
+        body["article"] = full_dump(readable_article(user, slug))
     return jsonify(body), 201 if result.created else 200
 
 
@@ -104,7 +110,7 @@ def with_offer(exc: DomainError, article: Article) -> None:
 
 
 def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
-    return PurchaseResultSchema().dump(
+    return PURCHASE_RESULT.dump(
         {
             "purchase": result.purchase,
             "wallet": {"balance": money(result.wallet.balance, result.wallet.currency)},

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch_pay.accounts.spending_cap import check_daily_cap
 from dispatch_pay.catalog.gate import Access, read_access
@@ -31,6 +32,7 @@ from models import (
     db,
     utcnow,
 )
+from models.base import conflict_insert
 
 READER_REFUND_WINDOW = timedelta(hours=24)
 READER_REFUNDS_PER_PERIOD = 3
@@ -44,14 +46,15 @@ class PurchaseResult:
     created: bool
 
 
+_ACTIVE_PURCHASE = select(Purchase).where(
+    Purchase.user_id == bindparam("user_id"),
+    Purchase.article_id == bindparam("article_id"),
+    Purchase.status == PURCHASE_ACTIVE,
+)
+
+
 def active_purchase(user_id: int, article_id: int) -> Purchase | None:
-    return db.session.scalar(
-        select(Purchase).where(
-            Purchase.user_id == user_id,
-            Purchase.article_id == article_id,
-            Purchase.status == PURCHASE_ACTIVE,
-        )
-    )
+    return db.session.scalar(_ACTIVE_PURCHASE, {"user_id": user_id, "article_id": article_id})
 
 
 def purchase_article(
@@ -117,6 +120,7 @@ def purchase_article(
     db.session.flush()
     post_entry(wallet, ENTRY_PURCHASE, -price, f"purchase:{purchase.id}", purchase_id=purchase.id)
     _entitle(user.id, article.id, purchase.id)
+    set_committed_value(purchase, "article", article)  # for the answer, without a query
     return PurchaseResult(purchase, wallet, created=True)
 
 
@@ -150,21 +154,30 @@ def article_to_buy(slug: str | None, currency: str) -> Article | None:
 
 
 def _entitle(user_id: int, article_id: int, purchase_id: int) -> None:
-    entitlement = db.session.scalar(
-        select(Entitlement).where(
-            Entitlement.user_id == user_id, Entitlement.article_id == article_id
+    """Entitle the reader, or make their grant backed by this purchase: one upsert on the
+    unique (user_id, article_id), PostgreSQL and SQLite alike."""
+    insert = conflict_insert(Entitlement)
+    statement = insert.values(
+        user_id=user_id,
+        article_id=article_id,
+        source="purchase",
+        purchase_id=purchase_id,
+        created_at=utcnow(),
+    )
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[insert.table.c.user_id, insert.table.c.article_id],
+            set_={"source": "purchase", "purchase_id": purchase_id},
         )
     )
-    if entitlement is None:
-        db.session.add(
-            Entitlement(
-                user_id=user_id, article_id=article_id, source="purchase", purchase_id=purchase_id
-            )
-        )
-    else:  # a grant becomes backed by the purchase
-        entitlement.source = "purchase"
-        entitlement.purchase_id = purchase_id
-    db.session.flush()
+    # A grant loaded earlier in this transaction must not keep its old values.
+    for loaded in list(db.session.identity_map.values()):
+        state = vars(loaded)  # what is loaded, without loading anything expired
+        if isinstance(loaded, Entitlement) and (
+            state.get("user_id"),
+            state.get("article_id"),
+        ) == (user_id, article_id):
+            db.session.expire(loaded)
 
 
 def wallet_frozen() -> DomainError:

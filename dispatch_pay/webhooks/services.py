@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from dispatch_pay.errors import DomainError
 from dispatch_pay.payments import services as payments
@@ -31,7 +31,8 @@ from dispatch_pay.payments.gateway import (
 )
 from dispatch_pay.wallet.crediting import apply_intent, credit_ours
 from dispatch_pay.wallet.disputes import close_dispute, open_dispute, record_card_refund
-from models import TopUp, TopUpStatus, WebhookEvent, db
+from models import TopUp, TopUpStatus, WebhookEvent, db, utcnow
+from models.base import conflict_insert
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +104,29 @@ def _stored_id(event_id: str) -> str:
 
 
 def ingest(event: Event, behind: Behind | None = None) -> str:
-    """Record the event by id (unique) and apply it; 'duplicate' if seen before."""
-    record = WebhookEvent(
-        stripe_event_id=_stored_id(event.id),
-        type=event.type[:EVENT_TYPE_LENGTH],
-        livemode=event.livemode,
-        payload=event.payload,
-        outcome="received",
+    """Record the event by id (unique) and apply it; 'duplicate' if seen before.
+
+    One statement stores it or finds it stored: INSERT ... ON CONFLICT DO NOTHING on the
+    unique event id (no savepoint around an INSERT that may fail). A parallel delivery of
+    the same event waits for this transaction and then finds it stored.
+    """
+    values = {
+        "stripe_event_id": _stored_id(event.id),
+        "type": event.type[:EVENT_TYPE_LENGTH],
+        "livemode": event.livemode,
+        "payload": event.payload,
+        "outcome": "received",
+        "received_at": utcnow(),
+    }
+    insert = conflict_insert(WebhookEvent)
+    stored = db.session.scalar(
+        insert.values(values).on_conflict_do_nothing().returning(insert.table.c.id)
     )
-    try:
-        with db.session.begin_nested():
-            db.session.add(record)
-    except IntegrityError:
+    if stored is None:
         return "duplicate"
+    record = WebhookEvent(id=stored, **values)
+    make_transient_to_detached(record)  # the row exists: the session tracks it, never inserts it
+    db.session.add(record)
     record.outcome = _outcome(event, behind)
     db.session.flush()
     log.info("stripe event %s %s: %s", record.stripe_event_id, record.type, record.outcome)
