@@ -19,6 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatch_pay.errors import DomainError
+from dispatch_pay.payments.cards import check_payment_method_is_theirs
 from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import (
     CardDeclined,
@@ -68,6 +69,8 @@ def prepare_topup(
     """
     require_gateway()  # 503 before anything is recorded when Stripe is not configured
     validate_topup_amount(amount, currency)
+    if payment_method is not None:
+        check_payment_method_is_theirs(user.id, payment_method)
     fingerprint = _fingerprint(
         amount, currency, payment_method, buy.slug if buy else None, buy_price
     )
@@ -95,6 +98,22 @@ def prepare_topup(
         assert existing is not None
         return _replay(existing, fingerprint)
     return topup, True
+
+
+def record_auto_topup(user_id: int, amount: int, currency: str) -> TopUp:
+    """The top-up row of an auto top-up, before Stripe is asked (the caller holds the
+    wallet lock, under which the monthly limit was checked)."""
+    topup = TopUp(
+        user_id=user_id,
+        amount=amount,
+        currency=currency,
+        status=TopUpStatus.REQUIRES_CONFIRMATION,
+        reference=secrets.token_hex(REFERENCE_LENGTH // 2),
+        auto=True,
+    )
+    db.session.add(topup)
+    db.session.flush()
+    return topup
 
 
 def _topup_for_key(user_id: int, key: str) -> TopUp | None:
@@ -143,6 +162,8 @@ class IntentRequest:
     metadata: dict[str, str]
     payment_method: str | None
     reference: str | None = None
+    customer: str | None = None  # the reader's Stripe Customer
+    off_session: bool = False  # auto top-up: the reader is not there to confirm
 
     @property
     def idempotency_key(self) -> str:
@@ -164,7 +185,13 @@ class TopUpFailure(Exception):
         self.error = error
 
 
-def intent_request(topup_id: int, payment_method: str | None) -> IntentRequest:
+def intent_request(
+    topup_id: int,
+    payment_method: str | None,
+    *,
+    customer: str | None = None,
+    off_session: bool = False,
+) -> IntentRequest:
     """The PaymentIntent to create for a top-up, tagged with our metadata."""
     topup = db.session.get(TopUp, topup_id)
     assert topup is not None
@@ -180,7 +207,14 @@ def intent_request(topup_id: int, payment_method: str | None) -> IntentRequest:
         if article is not None:
             metadata[META_ARTICLE] = article.slug
     return IntentRequest(
-        topup.id, topup.amount, topup.currency, metadata, payment_method, topup.reference
+        topup.id,
+        topup.amount,
+        topup.currency,
+        metadata,
+        payment_method,
+        topup.reference,
+        customer=customer,
+        off_session=off_session,
     )
 
 
@@ -196,6 +230,8 @@ def create_intent(request: IntentRequest) -> Intent:
             metadata=request.metadata,
             payment_method=request.payment_method,
             idempotency_key=request.idempotency_key,
+            customer=request.customer,
+            off_session=request.off_session,
         )
     except CardDeclined as exc:
         error = DomainError("card_declined", exc.message, status=402)

@@ -23,7 +23,7 @@ from dispatch_pay.payments.limits import (
     validate_topup_amount,
 )
 from dispatch_pay.payments.services import find_topup
-from dispatch_pay.wallet import ledger
+from dispatch_pay.wallet import checkout, ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     BuyFormSchema,
@@ -121,12 +121,13 @@ def buy(slug: str) -> Response:
         return redirect(target)
     expected = Money(shown["expected_amount"], shown["expected_currency"])
     try:
-        result = wallet_services.purchase_article(
-            current_user._get_current_object(), article, expected_price=expected
-        )
+        result = checkout.buy(current_user._get_current_object(), article, expected_price=expected)
     except DomainError as exc:
         if exc.code == "insufficient_funds":
-            flash("Your wallet does not cover this dispatch yet. Top up and it is yours.")
+            if "auto_topup" in exc.extra:  # auto top-up charged nothing: it says why
+                flash(exc.message)
+            else:
+                flash("Your wallet does not cover this dispatch yet. Top up and it is yours.")
             return redirect(
                 url_for("wallet.wallet_page", buy=article.slug, currency=article.price_currency)
             )
