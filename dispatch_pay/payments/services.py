@@ -176,9 +176,17 @@ class TopUpFailure(Exception):
     """Stripe refused or failed a top-up: recorded by `record_failure`, then raised."""
 
     def __init__(
-        self, topup_id: int, code: str, payment_intent_id: str | None, error: DomainError
+        self,
+        topup_id: int,
+        code: str,
+        payment_intent_id: str | None,
+        error: DomainError,
+        *,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(error.message)
+        # Stripe may have acted on the request (a timeout): the card may be charged.
+        self.outcome_unknown = outcome_unknown
         self.topup_id = topup_id
         self.code = code
         self.payment_intent_id = payment_intent_id
@@ -244,7 +252,13 @@ def create_intent(request: IntentRequest) -> Intent:
     except PaymentProviderUnavailable as exc:
         log.warning("stripe unavailable for top-up %s: %s", request.topup_id, type(exc).__name__)
         error = provider_unavailable(exc.outcome_unknown)
-        raise TopUpFailure(request.topup_id, "provider_unavailable", None, error) from exc
+        raise TopUpFailure(
+            request.topup_id,
+            "provider_unavailable",
+            None,
+            error,
+            outcome_unknown=exc.outcome_unknown,
+        ) from exc
 
 
 def record_failure(failure: TopUpFailure) -> None:

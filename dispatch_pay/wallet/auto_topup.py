@@ -218,6 +218,13 @@ def top_up_and_buy(
         db.session.commit()
         if failure.code == AUTHENTICATION_REQUIRED:
             raise _needs_reader(refusal) from failure
+        if failure.code == "request_rejected":
+            raise _refusal_note(
+                refusal,
+                "payment_rejected",
+                "The payment provider refused to charge your saved card; nothing was "
+                "charged. Save the card again or top up on your wallet page.",
+            ) from failure
         if failure.error.status == 402:
             raise _refusal_note(
                 refusal,
@@ -271,14 +278,14 @@ def _record_failure(user_id: int, failure: payments.TopUpFailure) -> None:
     """A refused auto top-up charged nothing (failed, not counted); a decline also
     switches auto top-up off and tells the reader. After a timeout nobody knows: the
     top-up stays reserved until the webhook or `reconcile` says."""
-    if failure.code == "provider_unavailable":
+    if failure.outcome_unknown:
         topup = db.session.get(TopUp, failure.topup_id)
         assert topup is not None
         topup.failure_code = failure.code
         db.session.flush()
         return
     payments.record_failure(failure)
-    if failure.code in (AUTHENTICATION_REQUIRED, "request_rejected"):
+    if failure.code in (AUTHENTICATION_REQUIRED, "request_rejected", "provider_unavailable"):
         return
     _switch_off_after_decline(user_id, failure.topup_id)
 
