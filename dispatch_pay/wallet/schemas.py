@@ -357,3 +357,23 @@ class TopUpAmountFormSchema(Schema):
         data_key="other",
         error_messages={"invalid": "Enter an amount like 7.50."},
     )
+
+
+class AutoTopUpFormSchema(Schema):
+    """The wallet page's auto top-up form, amounts typed in major units ("5.00")."""
+
+    class Meta:
+        unknown = EXCLUDE  # the CSRF token
+
+    below = MajorUnits(required=True)
+    amount = MajorUnits(required=True)
+    monthly_limit = MajorUnits(required=True)
+    currency = fields.String(
+        load_default="usd",
+        validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
+    )
+
+    def as_setting(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The form as the API's `auto_topup` value."""
+        currency = data["currency"]
+        return {name: money(data[name], currency) for name in ("below", "amount", "monthly_limit")}
