@@ -320,13 +320,13 @@ class SaveCardSchema(Schema):
     )
 
 
-class CardSchema(Schema):
+class SavedCardDetailsSchema(Schema):
     brand = fields.String(allow_none=True)
     last4 = fields.String(allow_none=True)
 
 
 class SavedCardSchema(Schema):
-    card = fields.Nested(CardSchema, allow_none=True)
+    card = fields.Nested(SavedCardDetailsSchema, allow_none=True)
 
 
 class DailyCapFormSchema(Schema):
