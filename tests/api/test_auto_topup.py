@@ -30,9 +30,10 @@ from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
     CARD_3DS,
     CARD_DECLINED,
-    CARD_OK,
     card_payment_method,
     event,
+    finish_setup,
+    save_card,
     signed,
     stripe_intent_of,
 )
@@ -57,21 +58,6 @@ def auto(below: int = 0, amount: int = 500, limit: int = 2000) -> dict[str, Any]
 def reader() -> tuple[User, str]:
     user = make_user()
     return user, make_token(user)
-
-
-def save_card(client: FlaskClient, base: str, token: str, number: str = CARD_OK) -> str:
-    payment_method = card_payment_method(base, number)
-    response = client.put(CARD, json={"payment_method": payment_method}, headers=bearer(token))
-    assert response.status_code == 200, response.json
-    return payment_method
-
-
-def finish_setup_as_stripe_js_would(base: str, setup_intent: dict[str, Any]) -> None:
-    stripe_api(base).raw_request(
-        "post",
-        f"/v1/setup_intents/{setup_intent['id']}/confirm",
-        client_secret=setup_intent["client_secret"],
-    )
 
 
 def set_auto(client: FlaskClient, token: str, **kwargs: int) -> dict[str, Any]:
@@ -206,7 +192,7 @@ def test_a_card_that_asks_for_3d_secure_is_saved_once_the_reader_confirms(
     assert setup["client_secret"].startswith(setup["id"] + "_secret_")
     assert stripe_client.get(CARD, headers=bearer(token)).json == {"card": None}
 
-    finish_setup_as_stripe_js_would(localstripe.base, setup)
+    finish_setup(localstripe.base, setup)
     again = stripe_client.put(CARD, json={"payment_method": payment_method}, headers=bearer(token))
 
     assert again.status_code == 200, again.json
@@ -347,7 +333,7 @@ def test_a_card_that_needs_the_reader_is_not_charged_and_the_purchase_is_402(
     user, token = reader
     payment_method = card_payment_method(localstripe.base, CARD_3DS)
     first = stripe_client.put(CARD, json={"payment_method": payment_method}, headers=bearer(token))
-    finish_setup_as_stripe_js_would(localstripe.base, first.json["setup_intent"])
+    finish_setup(localstripe.base, first.json["setup_intent"])
     assert (
         stripe_client.put(
             CARD, json={"payment_method": payment_method}, headers=bearer(token)
