@@ -168,7 +168,21 @@ def save_card(user: User, payment_method: str) -> SavedCard:
         raise DomainError(
             "card_declined", f"The card could not be saved ({setup.status}).", status=402
         )
-    return _record_card(row, customer_id, details)
+    previous = row.payment_method_id
+    saved = _record_card(row, customer_id, details)
+    if previous and previous != details.id:
+        # The replaced card leaves the Customer: nothing can charge it through us again.
+        db.session.commit()
+        _detach_quietly(previous)
+    return saved
+
+
+def _detach_quietly(payment_method: str) -> None:
+    """Detach a card nobody uses any more; a failure leaves it attached but unused."""
+    try:
+        require_gateway().detach_card(payment_method)
+    except (PaymentRequestRejected, PaymentProviderUnavailable) as exc:
+        log.warning("could not detach replaced card %s: %s", payment_method, type(exc).__name__)
 
 
 def _record_card(row: StripeCustomer, customer_id: str, details: CardDetails) -> SavedCard:
@@ -177,7 +191,6 @@ def _record_card(row: StripeCustomer, customer_id: str, details: CardDetails) ->
     # what keeps the card to this reader.
     if details.customer not in (None, customer_id):
         raise _not_yours()
-    previous = row.payment_method_id
     row.payment_method_id = details.id
     row.card_brand = details.brand
     row.card_last4 = details.last4
@@ -189,8 +202,6 @@ def _record_card(row: StripeCustomer, customer_id: str, details: CardDetails) ->
             db.session.flush()
     except IntegrityError as exc:  # saved by another reader meanwhile
         raise _not_yours() from exc
-    if previous and previous != details.id:
-        log.info("reader %s replaced saved card %s", row.user_id, previous)
     return SavedCard(details.brand, details.last4)
 
 

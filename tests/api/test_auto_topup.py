@@ -399,3 +399,24 @@ def test_agent_tokens_buy_through_auto_topup_within_their_budget(
         stripe_client.put(SETTINGS, json={"auto_topup": None}, headers=bearer(agent)).status_code
         == 403
     )
+
+
+def test_a_new_card_replaces_the_saved_one_which_is_detached_at_stripe(
+    stripe_client: FlaskClient, localstripe: LocalStripe, reader: tuple[User, str]
+) -> None:
+    user, token = reader
+    first = save_card(stripe_client, localstripe.base, token)
+    row = db.session.get(StripeCustomer, user.id)
+    assert row is not None
+    api = stripe_api(localstripe.base)
+    # As real Stripe would have on confirming the SetupIntent (localstripe does not).
+    api.v1.payment_methods.attach(first, params={"customer": row.customer_id})
+
+    second = save_card(stripe_client, localstripe.base, token, CARD_3DS)
+
+    db.session.expire_all()
+    assert db.session.get(StripeCustomer, user.id).payment_method_id == second  # type: ignore[union-attr]
+    assert api.v1.payment_methods.retrieve(first).customer is None
+    assert stripe_client.get(CARD, headers=bearer(token)).json == {
+        "card": {"brand": "visa", "last4": "3155"}
+    }
