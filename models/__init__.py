@@ -31,7 +31,14 @@ from models.catalog import (
 )
 from models.mail import MAIL_FAILED, MAIL_QUEUED, MAIL_SENT, OutboxMessage
 from models.publisher import PriceChange, PublicationSettings
-from models.readers import DEFAULT_GIFT_READS, GiftLink, GiftRead, PrivateFeed, WalletSettings
+from models.readers import (
+    DEFAULT_GIFT_READS,
+    GiftLink,
+    GiftRead,
+    PrivateFeed,
+    StripeCustomer,
+    WalletSettings,
+)
 from models.wallet import (
     ENTRY_ADJUSTMENT,
     ENTRY_DISPUTE,
@@ -105,6 +112,7 @@ __all__ = [
     "PurchaseStatus",
     "RefundedBy",
     "SigningKey",
+    "StripeCustomer",
     "TokenKind",
     "TopUp",
     "TopUpStatus",

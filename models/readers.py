@@ -1,4 +1,5 @@
-"""What readers control themselves: gift links to articles they own and their private feed."""
+"""What readers control themselves: gift links, their private feed, spending limits,
+auto top-up and the card saved for it."""
 
 from __future__ import annotations
 
@@ -74,6 +75,17 @@ class WalletSettings(Base):
         CheckConstraint(
             "(daily_cap_amount IS NULL) = (daily_cap_currency IS NULL)", name="daily_cap_whole"
         ),
+        CheckConstraint(
+            "auto_topup_below >= 0 AND auto_topup_amount > 0 "
+            "AND auto_topup_monthly_limit >= auto_topup_amount",
+            name="auto_topup_amounts",
+        ),
+        CheckConstraint(
+            "(auto_topup_currency IS NULL) = (auto_topup_amount IS NULL) "
+            "AND (auto_topup_currency IS NULL) = (auto_topup_below IS NULL) "
+            "AND (auto_topup_currency IS NULL) = (auto_topup_monthly_limit IS NULL)",
+            name="auto_topup_whole",
+        ),
     )
 
     user_id: Mapped[int] = mapped_column(
@@ -82,4 +94,38 @@ class WalletSettings(Base):
     # At most this much spent on purchases per UTC day, in this currency; None: no cap.
     daily_cap_amount: Mapped[int | None] = mapped_column(Integer, default=None)
     daily_cap_currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    # Auto top-up (all four set, or none): when a purchase lacks funds, the saved card is
+    # charged off-session `auto_topup_amount` (more if the purchase needs more, so that
+    # at least `auto_topup_below` is left after it), at most `auto_topup_monthly_limit`
+    # per calendar month (UTC), all in `auto_topup_currency`.
+    auto_topup_below: Mapped[int | None] = mapped_column(Integer, default=None)
+    auto_topup_amount: Mapped[int | None] = mapped_column(Integer, default=None)
+    auto_topup_monthly_limit: Mapped[int | None] = mapped_column(Integer, default=None)
+    auto_topup_currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    # Why auto top-up was switched off by the app (a declined charge), until set again.
+    auto_topup_disabled_reason: Mapped[str | None] = mapped_column(String(100), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StripeCustomer(Base):
+    """The reader's Stripe Customer (made once, when the reader first pays or saves a
+    card) and the card saved on it for off-session top-ups.
+
+    A payment method the reader sends is only ever used with this Customer: Stripe
+    refuses one attached to another Customer, and `payment_method_id` is unique here.
+    """
+
+    __tablename__ = "stripe_customers"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[str] = mapped_column(String(255), unique=True)
+    payment_method_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    card_brand: Mapped[str | None] = mapped_column(String(20), default=None)
+    card_last4: Mapped[str | None] = mapped_column(String(4), default=None)
+    card_saved_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A SetupIntent that waits for the reader (3-D Secure), and the card it is for.
+    pending_setup_intent_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    pending_payment_method_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -233,6 +235,9 @@ class TopUp(Base):
     # When Stripe was last asked about this top-up for a poll: at most once per few
     # seconds however often pages poll (claimed by a conditional UPDATE, see payments).
     checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Made by auto top-up (the saved card charged off-session when a purchase lacked
+    # funds): counted against the reader's monthly auto top-up limit.
+    auto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Dispute(Base):

@@ -11,8 +11,17 @@ from typing import Any
 from sqlalchemy import select
 
 from dispatch_pay.accounts.spending_cap import cap_room
+from dispatch_pay.payments.cards import saved_card
 from dispatch_pay.payments.limits import selected_preset, topup_offer
-from models import Article, User, Wallet, db
+from models import Article, User, Wallet, WalletSettings, db
+
+
+def auto_topup_ready(user_id: int, currency: str) -> bool:
+    """Whether a purchase in `currency` that lacks funds would charge a saved card."""
+    settings = db.session.get(WalletSettings, user_id)
+    if settings is None or settings.auto_topup_currency != currency:
+        return False
+    return settings.auto_topup_disabled_reason is None and saved_card(user_id) is not None
 
 
 def paywall_offer(user: User | None, article: Article) -> dict[str, Any]:
@@ -35,6 +44,10 @@ def paywall_offer(user: User | None, article: Article) -> dict[str, Any]:
             }
     if balance >= article.price_amount:
         return {"action": "buy", "balance": balance}
+    if user is not None and auto_topup_ready(user.id, currency):
+        # One click still: the purchase charges the saved card (wallet/auto_topup.py),
+        # and says so with a 402 when it cannot (monthly limit, 3-D Secure, decline).
+        return {"action": "buy", "balance": balance, "auto_topup": True}
     offer = topup_offer(currency, article.price_amount - balance)
     amount = selected_preset(offer)
     return {

@@ -127,6 +127,27 @@ class InvalidSignature(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class CardSetup:
+    """A SetupIntent that saves a card on a Customer for off-session charges."""
+
+    id: str
+    status: str  # "succeeded", "requires_action", ... as Stripe names it
+    client_secret: str | None = None
+    payment_method: str | None = None
+
+
+@dataclass(frozen=True)
+class CardDetails:
+    """A PaymentMethod (or a legacy card) as far as saving it needs: whose it is, and
+    what to show."""
+
+    id: str
+    customer: str | None
+    brand: str | None = None
+    last4: str | None = None
+
+
 class PaymentGateway(Protocol):
     def create_intent(
         self,
@@ -136,7 +157,37 @@ class PaymentGateway(Protocol):
         metadata: dict[str, str],
         payment_method: str | None,
         idempotency_key: str,
-    ) -> Intent: ...
+        customer: str | None = None,
+        off_session: bool = False,
+    ) -> Intent:
+        """Create (with a payment method: and confirm) a PaymentIntent. `customer`: the
+        reader's Customer; `off_session`: the reader is not there (auto top-up), so a
+        card that needs them comes back as CardDeclined("authentication_required") or
+        an Intent in `requires_action`, and is not charged."""
+        ...
+
+    def cancel_intent(self, intent_id: str) -> None:
+        """Cancel a PaymentIntent nobody will finish (off-session, asking for 3-D Secure)."""
+        ...
+
+    def create_customer(self, *, metadata: dict[str, str], idempotency_key: str) -> str:
+        """A new Stripe Customer for a reader; its id."""
+        ...
+
+    def setup_card(
+        self, *, customer: str, payment_method: str, metadata: dict[str, str], idempotency_key: str
+    ) -> CardSetup:
+        """Save a card on the Customer for off-session use (a confirmed SetupIntent).
+        CardDeclined when the bank refuses it."""
+        ...
+
+    def retrieve_setup(self, setup_intent_id: str) -> CardSetup: ...
+
+    def card_details(self, payment_method: str) -> CardDetails: ...
+
+    def detach_card(self, payment_method: str) -> None:
+        """Take the card off its Customer: it can no longer be charged through it."""
+        ...
 
     def retrieve_intent(self, intent_id: str) -> Intent: ...
 

@@ -19,6 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatch_pay.errors import DomainError
+from dispatch_pay.payments.cards import check_payment_method_is_theirs
 from dispatch_pay.payments.fees import record_fee
 from dispatch_pay.payments.gateway import (
     CardDeclined,
@@ -68,6 +69,8 @@ def prepare_topup(
     """
     require_gateway()  # 503 before anything is recorded when Stripe is not configured
     validate_topup_amount(amount, currency)
+    if payment_method is not None:
+        check_payment_method_is_theirs(user.id, payment_method)
     fingerprint = _fingerprint(
         amount, currency, payment_method, buy.slug if buy else None, buy_price
     )
@@ -95,6 +98,22 @@ def prepare_topup(
         assert existing is not None
         return _replay(existing, fingerprint)
     return topup, True
+
+
+def record_auto_topup(user_id: int, amount: int, currency: str) -> TopUp:
+    """The top-up row of an auto top-up, before Stripe is asked (the caller holds the
+    wallet lock, under which the monthly limit was checked)."""
+    topup = TopUp(
+        user_id=user_id,
+        amount=amount,
+        currency=currency,
+        status=TopUpStatus.REQUIRES_CONFIRMATION,
+        reference=secrets.token_hex(REFERENCE_LENGTH // 2),
+        auto=True,
+    )
+    db.session.add(topup)
+    db.session.flush()
+    return topup
 
 
 def _topup_for_key(user_id: int, key: str) -> TopUp | None:
@@ -143,6 +162,8 @@ class IntentRequest:
     metadata: dict[str, str]
     payment_method: str | None
     reference: str | None = None
+    customer: str | None = None  # the reader's Stripe Customer
+    off_session: bool = False  # auto top-up: the reader is not there to confirm
 
     @property
     def idempotency_key(self) -> str:
@@ -155,16 +176,30 @@ class TopUpFailure(Exception):
     """Stripe refused or failed a top-up: recorded by `record_failure`, then raised."""
 
     def __init__(
-        self, topup_id: int, code: str, payment_intent_id: str | None, error: DomainError
+        self,
+        topup_id: int,
+        code: str,
+        payment_intent_id: str | None,
+        error: DomainError,
+        *,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(error.message)
+        # Stripe may have acted on the request (a timeout): the card may be charged.
+        self.outcome_unknown = outcome_unknown
         self.topup_id = topup_id
         self.code = code
         self.payment_intent_id = payment_intent_id
         self.error = error
 
 
-def intent_request(topup_id: int, payment_method: str | None) -> IntentRequest:
+def intent_request(
+    topup_id: int,
+    payment_method: str | None,
+    *,
+    customer: str | None = None,
+    off_session: bool = False,
+) -> IntentRequest:
     """The PaymentIntent to create for a top-up, tagged with our metadata."""
     topup = db.session.get(TopUp, topup_id)
     assert topup is not None
@@ -180,7 +215,14 @@ def intent_request(topup_id: int, payment_method: str | None) -> IntentRequest:
         if article is not None:
             metadata[META_ARTICLE] = article.slug
     return IntentRequest(
-        topup.id, topup.amount, topup.currency, metadata, payment_method, topup.reference
+        topup.id,
+        topup.amount,
+        topup.currency,
+        metadata,
+        payment_method,
+        topup.reference,
+        customer=customer,
+        off_session=off_session,
     )
 
 
@@ -196,6 +238,8 @@ def create_intent(request: IntentRequest) -> Intent:
             metadata=request.metadata,
             payment_method=request.payment_method,
             idempotency_key=request.idempotency_key,
+            customer=request.customer,
+            off_session=request.off_session,
         )
     except CardDeclined as exc:
         error = DomainError("card_declined", exc.message, status=402)
@@ -208,7 +252,13 @@ def create_intent(request: IntentRequest) -> Intent:
     except PaymentProviderUnavailable as exc:
         log.warning("stripe unavailable for top-up %s: %s", request.topup_id, type(exc).__name__)
         error = provider_unavailable(exc.outcome_unknown)
-        raise TopUpFailure(request.topup_id, "provider_unavailable", None, error) from exc
+        raise TopUpFailure(
+            request.topup_id,
+            "provider_unavailable",
+            None,
+            error,
+            outcome_unknown=exc.outcome_unknown,
+        ) from exc
 
 
 def record_failure(failure: TopUpFailure) -> None:

@@ -21,6 +21,8 @@ from dispatch_pay.config import STRIPE_NETWORK_RETRIES as NETWORK_RETRIES
 from dispatch_pay.config import STRIPE_TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from dispatch_pay.payments.gateway import (
     CardDeclined,
+    CardDetails,
+    CardSetup,
     Charge,
     Dispute,
     Event,
@@ -180,6 +182,29 @@ def dispute_from_payload(data: dict[str, Any]) -> Dispute:
     )
 
 
+def setup_from_payload(data: dict[str, Any]) -> CardSetup:
+    return CardSetup(
+        id=str(data["id"]),
+        status=str(data.get("status") or ""),
+        client_secret=data.get("client_secret"),
+        payment_method=_id_of(data.get("payment_method")),
+    )
+
+
+def card_from_payload(data: dict[str, Any]) -> CardDetails:
+    """A PaymentMethod (`card.brand`, `card.last4`), or a legacy Card object (`brand`,
+    `last4` at the top: what localstripe answers for the `card_` ids of its Stripe.js)."""
+    nested = data.get("card")
+    card: dict[str, Any] = nested if isinstance(nested, dict) else data
+    brand, last4 = card.get("brand"), card.get("last4")
+    return CardDetails(
+        id=str(data["id"]),
+        customer=_id_of(data.get("customer")),
+        brand=str(brand).lower()[:20] if isinstance(brand, str) and brand else None,
+        last4=last4 if isinstance(last4, str) and len(last4) == 4 and last4.isdigit() else None,
+    )
+
+
 _SUBJECTS: dict[str, Callable[[dict[str, Any]], EventSubject]] = {
     "payment_intent.": intent_from_payload,
     "charge.dispute.": dispute_from_payload,
@@ -307,6 +332,8 @@ class StripeGateway:
         metadata: dict[str, str],
         payment_method: str | None,
         idempotency_key: str,
+        customer: str | None = None,
+        off_session: bool = False,
     ) -> Intent:
         # Only parameters that real Stripe and localstripe both accept.
         params: dict[str, Any] = {
@@ -316,9 +343,16 @@ class StripeGateway:
             "metadata": metadata,
             "expand": FEE_EXPAND,
         }
+        if customer:
+            # Stripe then refuses a payment method attached to another Customer.
+            params["customer"] = customer
         if payment_method:
             params["payment_method"] = payment_method
             params["confirm"] = True
+            if off_session:
+                # Stripe answers a card that needs its holder with a CardError
+                # `authentication_required` (localstripe: `requires_action`); nothing is charged.
+                params["off_session"] = True
         try:
             pi = self._call(
                 lambda: self._client.v1.payment_intents.create(
@@ -341,6 +375,90 @@ class StripeGateway:
                 str(exc), outcome_unknown=_outcome_unknown(exc)
             ) from exc
         return intent_from_payload(pi.to_dict())
+
+    def cancel_intent(self, intent_id: str) -> None:
+        try:
+            self._call(lambda: self._client.v1.payment_intents.cancel(intent_id))
+        except stripe.InvalidRequestError as exc:  # already canceled, failed or succeeded
+            raise PaymentRequestRejected(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+
+    def create_customer(self, *, metadata: dict[str, str], idempotency_key: str) -> str:
+        try:
+            found = self._call(
+                lambda: self._client.v1.customers.create(
+                    params={"metadata": metadata},
+                    options={"idempotency_key": idempotency_key},
+                )
+            )
+        except stripe.InvalidRequestError as exc:
+            raise PaymentRequestRejected(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+        return str(found.id)
+
+    def setup_card(
+        self, *, customer: str, payment_method: str, metadata: dict[str, str], idempotency_key: str
+    ) -> CardSetup:
+        # Created, then confirmed with the card: two requests that Stripe and localstripe
+        # both accept (localstripe takes neither `payment_method` nor `confirm` on create).
+        # Confirming a SetupIntent of a Customer attaches the card to that Customer.
+        create: dict[str, Any] = {
+            "customer": customer,
+            "usage": "off_session",
+            "payment_method_types": ["card"],
+            "metadata": metadata,
+        }
+        try:
+            created = self._call(
+                lambda: self._client.v1.setup_intents.create(
+                    params=create,  # type: ignore[arg-type]  # plain dict of known keys
+                    options={"idempotency_key": f"{idempotency_key}-create"},
+                )
+            )
+            confirmed = self._call(
+                lambda: self._client.v1.setup_intents.confirm(
+                    created.id,
+                    params={"payment_method": payment_method},
+                    options={"idempotency_key": f"{idempotency_key}-confirm"},
+                )
+            )
+        except stripe.CardError as exc:
+            raise CardDeclined(
+                exc.code or "card_declined", exc.user_message or "Your card was declined."
+            ) from exc
+        except stripe.InvalidRequestError as exc:
+            raise PaymentRequestRejected(exc.user_message or str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+        return setup_from_payload(confirmed.to_dict())
+
+    def retrieve_setup(self, setup_intent_id: str) -> CardSetup:
+        try:
+            found = self._call(lambda: self._client.v1.setup_intents.retrieve(setup_intent_id))
+        except stripe.InvalidRequestError as exc:
+            raise PaymentRequestRejected(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+        return setup_from_payload(found.to_dict())
+
+    def card_details(self, payment_method: str) -> CardDetails:
+        try:
+            found = self._call(lambda: self._client.v1.payment_methods.retrieve(payment_method))
+        except stripe.InvalidRequestError as exc:
+            raise PaymentRequestRejected(exc.user_message or str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
+        return card_from_payload(found.to_dict())
+
+    def detach_card(self, payment_method: str) -> None:
+        try:
+            self._call(lambda: self._client.v1.payment_methods.detach(payment_method))
+        except stripe.InvalidRequestError as exc:
+            raise PaymentRequestRejected(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderUnavailable(str(exc)) from exc
 
     def retrieve_intent(self, intent_id: str) -> Intent:
         try:

@@ -15,13 +15,14 @@ from dispatch_pay.errors import DomainError
 from dispatch_pay.extensions import limiter
 from dispatch_pay.inputs import ROW_ID, load, load_json, load_query
 from dispatch_pay.money import Money, money
+from dispatch_pay.payments import cards
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.gateway import (
     PaymentProviderUnavailable,
     PaymentRequestRejected,
     current_gateway,
 )
-from dispatch_pay.wallet import checkout, crediting, ledger
+from dispatch_pay.wallet import auto_topup, checkout, crediting, ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
@@ -31,6 +32,8 @@ from dispatch_pay.wallet.schemas import (
     PurchaseQuerySchema,
     PurchaseRequestSchema,
     PurchaseResultSchema,
+    SaveCardSchema,
+    SavedCardSchema,
     TopUpCreatedSchema,
     TopUpRequestSchema,
     TopUpStatusSchema,
@@ -187,7 +190,16 @@ def create_topup() -> ResponseReturnValue:
         buy_price=shown["amount"] if shown is not None else None,
     )
     if must_submit:
-        request_ = payments.intent_request(topup.id, data["payment_method"])
+        # The reader's Customer when they have one (made when they saved a card): Stripe
+        # then refuses a card attached to anybody else. Made here it would cost a Stripe
+        # call before every first top-up; without it Stripe still refuses a card that is
+        # attached to another Customer (issue 11, item 13a).
+        customer = cards.customer_of(user.id)
+        request_ = payments.intent_request(
+            topup.id,
+            data["payment_method"],
+            customer=customer.customer_id if customer is not None else None,
+        )
         # Two transactions around the Stripe call: the top-up row is committed first, so
         # that a payment Stripe takes is always traceable to it, and no lock is held
         # while Stripe answers.
@@ -258,34 +270,96 @@ def _ask_stripe(topup_id: str) -> TopUp | None:
 
 def _settings_view(user_id: int) -> dict[str, object]:
     settings = spending_cap.settings_of(user_id)
-    if settings is None or settings.daily_cap_currency is None:
-        return {"daily_cap": None, "spent_today": None}
-    currency = settings.daily_cap_currency
-    return WalletSettingsSchema().dump(
-        {
+    view: dict[str, object] = {"daily_cap": None, "spent_today": None}
+    if settings is not None and settings.daily_cap_currency is not None:
+        currency = settings.daily_cap_currency
+        view = {
             "daily_cap": money(settings.daily_cap_amount or 0, currency),
             "spent_today": money(spending_cap.spent_today(user_id, currency), currency),
         }
-    )
+    view["auto_topup"] = auto_topup.settings_view(user_id)
+    return WalletSettingsSchema().dump(view)
 
 
 @bp.get("/wallet/settings")
-@operation("The reader's own spending limits", response=WalletSettingsSchema)
+@operation("The reader's own spending limits and auto top-up", response=WalletSettingsSchema)
 def get_wallet_settings() -> Response:
     return jsonify(_settings_view(require_user().id))
 
 
 @bp.put("/wallet/settings")
 @operation(
-    "Set the reader's daily spending cap (null removes it)",
+    "Set the reader's daily spending cap and auto top-up (null removes either)",
     body=WalletSettingsInputSchema,
     response=WalletSettingsSchema,
     description="A purchase that would take the day's (UTC) purchases in the cap's currency "
-    "over it answers 402 `spending_cap_reached` and debits nothing.",
+    "over it answers 402 `spending_cap_reached` and debits nothing. With `auto_topup`, a "
+    "purchase that lacks funds in its currency charges the saved card (PUT /wallet/card) "
+    "off-session: `amount`, or more so that `below` is left after the purchase, within "
+    "`monthly_limit` per calendar month (UTC); a card that needs the reader (3-D Secure) "
+    "is not charged and the purchase answers 402 as before; a decline switches auto "
+    "top-up off and mails the reader. Setting it again switches it back on.",
+    errors={
+        422: "`auto_topup`: `amount` under Stripe's minimum or above the per-top-up "
+        "maximum, `below` above `monthly_limit`, `monthly_limit` under `amount`, or "
+        "the three in different currencies."
+    },
 )
 def put_wallet_settings() -> Response:
     user = require_user()
     data = load_json(WalletSettingsInputSchema())
     if "daily_cap" in data:
         spending_cap.set_daily_cap(user, data["daily_cap"])
+    if "auto_topup" in data:
+        auto_topup.set_auto_topup(user, data["auto_topup"])
     return jsonify(_settings_view(user.id))
+
+
+def _card_view(user_id: int) -> dict[str, object]:
+    card = cards.saved_card(user_id)
+    return SavedCardSchema().dump(
+        {"card": {"brand": card.brand, "last4": card.last4} if card else None}
+    )
+
+
+@bp.get("/wallet/card")
+@operation(
+    "The card saved for auto top-up (brand and last four), or null", response=SavedCardSchema
+)
+def get_card() -> Response:
+    return jsonify(_card_view(require_user().id))
+
+
+@bp.put("/wallet/card")
+@operation(
+    "Save a card for off-session auto top-ups",
+    body=SaveCardSchema,
+    response=SavedCardSchema,
+    description="A Stripe Customer for the reader and a confirmed SetupIntent. When the "
+    "bank asks for 3-D Secure the answer is 402 `requires_action` with the SetupIntent's "
+    "`client_secret` (`setup_intent`); Stripe.js finishes it and the same request again "
+    "saves the card. A new card replaces the saved one.",
+    errors={
+        402: "`card_declined`, `requires_action`, `payment_rejected` (the payment method "
+        "belongs to another account).",
+        503: "Also `payments_disabled`, `payment_provider_unavailable`.",
+    },
+)
+@limiter.limit("20 per hour")
+def put_card() -> Response:
+    user = require_user()
+    data = load_json(SaveCardSchema())
+    cards.save_card(user, data["payment_method"])
+    return jsonify(_card_view(user.id))
+
+
+@bp.delete("/wallet/card")
+@operation(
+    "Remove the saved card: it is detached from the reader's Stripe Customer",
+    response=SavedCardSchema,
+    errors={503: "Stripe could not be reached; the card is still saved."},
+)
+def delete_card() -> Response:
+    user = require_user()
+    cards.remove_card(user)
+    return jsonify(_card_view(user.id))

@@ -1,11 +1,15 @@
-"""Buying as the HTTP API and the MCP tools both do it: the purchase, and the offer on refusal."""
+"""Buying as the HTTP API, MCP and the paywall's button all do it: the purchase, auto
+top-up when the wallet lacks funds, and the offer on refusal."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from dispatch_pay.catalog.offers import offer_for, offer_headers
 from dispatch_pay.errors import DomainError
 from dispatch_pay.money import Money
 from dispatch_pay.payments.gateway import current_gateway
+from dispatch_pay.wallet import auto_topup
 from dispatch_pay.wallet import services as wallet_services
 from models import ApiToken, Article, User
 
@@ -17,11 +21,26 @@ def buy(
     agent_token: ApiToken | None = None,
     expected_price: Money | None = None,
 ) -> wallet_services.PurchaseResult:
-    """A purchase as every boundary (the API, MCP) makes it; a 402 or 409 carries the offer."""
+    """A purchase as every boundary makes it; a 402 or 409 carries the offer.
+
+    When the wallet lacks funds and the reader set up auto top-up, the saved card is
+    charged and the purchase made in the same request; this commits the transaction in
+    progress on the way (see wallet/auto_topup.py).
+    """
+    purchase = partial(
+        wallet_services.purchase_article,
+        user,
+        article,
+        agent_token=agent_token,
+        expected_price=expected_price,
+    )
     try:
-        return wallet_services.purchase_article(
-            user, article, agent_token=agent_token, expected_price=expected_price
-        )
+        try:
+            return purchase()
+        except DomainError as exc:
+            if exc.code != "insufficient_funds":
+                raise
+            return auto_topup.top_up_and_buy(user.id, article.price_currency, exc, purchase)
     except DomainError as exc:
         if exc.code == "insufficient_funds" and current_gateway() is None:
             # Without Stripe keys buying is disabled "with a clear message" (CONTRACT.md,

@@ -240,19 +240,66 @@ class DailyCapSchema(MoneySchema):
     )
 
 
+class SettingAmountSchema(MoneySchema):
+    """An amount of a spending setting: not negative (the service checks the rest)."""
+
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(
+            min=0, max=DAILY_CAP_MAXIMUM, error="Must be between {min} and {max} minor units."
+        ),
+    )
+
+
+class AutoTopUpInputSchema(Schema):
+    below = fields.Nested(
+        SettingAmountSchema,
+        required=True,
+        metadata={"description": "at least this much is left in the wallet after the purchase"},
+    )
+    amount = fields.Nested(
+        SettingAmountSchema,
+        required=True,
+        metadata={"description": "charged to the saved card (at least Stripe's minimum)"},
+    )
+    monthly_limit = fields.Nested(
+        SettingAmountSchema,
+        required=True,
+        metadata={"description": "auto top-ups per calendar month (UTC) stay within this"},
+    )
+
+
 class WalletSettingsInputSchema(Schema):
-    """Only the fields sent change; `daily_cap: null` removes the cap."""
+    """Only the fields sent change; `daily_cap: null` removes the cap, `auto_topup: null`
+    switches auto top-up off."""
 
     daily_cap = fields.Nested(
         DailyCapSchema,
         allow_none=True,
         metadata={"description": "spending on purchases per UTC day in this currency"},
     )
+    auto_topup = fields.Nested(
+        AutoTopUpInputSchema,
+        allow_none=True,
+        metadata={"description": "when a purchase lacks funds, charge the saved card off-session"},
+    )
 
     @validates_schema
     def something_to_set(self, data: dict[str, Any], **_: object) -> None:
         if not data:
             raise ValidationError("Send at least one setting, e.g. daily_cap.", "daily_cap")
+
+
+class AutoTopUpSchema(Schema):
+    below = fields.Nested(MoneySchema)
+    amount = fields.Nested(MoneySchema)
+    monthly_limit = fields.Nested(MoneySchema)
+    topped_up_this_month = fields.Nested(
+        MoneySchema, metadata={"description": "auto top-ups this month that charged the card"}
+    )
+    active = fields.Boolean(metadata={"description": "false once a decline switched it off"})
+    disabled_reason = fields.String(allow_none=True)
 
 
 class WalletSettingsSchema(Schema):
@@ -262,6 +309,24 @@ class WalletSettingsSchema(Schema):
         allow_none=True,
         metadata={"description": "purchases since midnight UTC, in the cap's currency"},
     )
+    auto_topup = fields.Nested(AutoTopUpSchema, allow_none=True)
+
+
+class SaveCardSchema(Schema):
+    payment_method = fields.String(
+        required=True,
+        validate=validate.Length(min=3, max=255),
+        metadata={"description": "a PaymentMethod id made by Stripe.js (`pm_…`)"},
+    )
+
+
+class SavedCardDetailsSchema(Schema):
+    brand = fields.String(allow_none=True)
+    last4 = fields.String(allow_none=True)
+
+
+class SavedCardSchema(Schema):
+    card = fields.Nested(SavedCardDetailsSchema, allow_none=True)
 
 
 class DailyCapFormSchema(Schema):
@@ -292,3 +357,23 @@ class TopUpAmountFormSchema(Schema):
         data_key="other",
         error_messages={"invalid": "Enter an amount like 7.50."},
     )
+
+
+class AutoTopUpFormSchema(Schema):
+    """The wallet page's auto top-up form, amounts typed in major units ("5.00")."""
+
+    class Meta:
+        unknown = EXCLUDE  # the CSRF token
+
+    below = MajorUnits(required=True)
+    amount = MajorUnits(required=True)
+    monthly_limit = MajorUnits(required=True)
+    currency = fields.String(
+        load_default="usd",
+        validate=validate.OneOf(sorted(CURRENCIES), error="Supported currencies: {choices}."),
+    )
+
+    def as_setting(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The form as the API's `auto_topup` value."""
+        currency = data["currency"]
+        return {name: money(data[name], currency) for name in ("below", "amount", "monthly_limit")}

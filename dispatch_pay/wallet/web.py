@@ -12,6 +12,7 @@ from dispatch_pay.catalog.services import find_article
 from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import load
 from dispatch_pay.money import CURRENCIES, DEFAULT_CURRENCY, Money, format_money
+from dispatch_pay.payments import cards
 from dispatch_pay.payments.gateway import card_payments_enabled, current_gateway
 from dispatch_pay.payments.limits import (
     TOPUP_MAXIMUM,
@@ -23,9 +24,10 @@ from dispatch_pay.payments.limits import (
     validate_topup_amount,
 )
 from dispatch_pay.payments.services import find_topup
-from dispatch_pay.wallet import ledger
+from dispatch_pay.wallet import auto_topup, checkout, ledger
 from dispatch_pay.wallet import services as wallet_services
 from dispatch_pay.wallet.schemas import (
+    AutoTopUpFormSchema,
     BuyFormSchema,
     DailyCapFormSchema,
     TopUpAmountFormSchema,
@@ -71,6 +73,8 @@ def wallet_page() -> tuple[str, int]:
     cap = spending_cap.settings_of(current_user.id)
     html = render_template(
         "wallet.html",
+        saved_card=cards.saved_card(current_user.id),
+        auto_topup=auto_topup.settings_view(current_user.id),
         daily_cap=(
             {"amount": cap.daily_cap_amount, "currency": cap.daily_cap_currency}
             if cap is not None and cap.daily_cap_currency
@@ -121,12 +125,13 @@ def buy(slug: str) -> Response:
         return redirect(target)
     expected = Money(shown["expected_amount"], shown["expected_currency"])
     try:
-        result = wallet_services.purchase_article(
-            current_user._get_current_object(), article, expected_price=expected
-        )
+        result = checkout.buy(current_user._get_current_object(), article, expected_price=expected)
     except DomainError as exc:
         if exc.code == "insufficient_funds":
-            flash("Your wallet does not cover this dispatch yet. Top up and it is yours.")
+            if "auto_topup" in exc.extra:  # auto top-up charged nothing: it says why
+                flash(exc.message)
+            else:
+                flash("Your wallet does not cover this dispatch yet. Top up and it is yours.")
             return redirect(
                 url_for("wallet.wallet_page", buy=article.slug, currency=article.price_currency)
             )
@@ -184,3 +189,48 @@ def wallet_settings() -> Response:
     )
     flash("Daily spending cap saved." if cap is not None else "Daily spending cap removed.")
     return redirect(url_for("wallet.wallet_page", _anchor="spending-cap"))
+
+
+AUTO_TOPUP_ANCHOR = "auto-topup"
+
+
+@bp.post("/wallet/auto-topup")
+@login_required
+def auto_topup_settings() -> Response:
+    """The wallet page's auto top-up form: switch it on (or again), or off."""
+    target = url_for("wallet.wallet_page", _anchor=AUTO_TOPUP_ANCHOR)
+    if request.form.get("action") == "off":
+        auto_topup.set_auto_topup(current_user._get_current_object(), None)
+        flash("Auto top-up is off.")
+        return redirect(target)
+    schema = AutoTopUpFormSchema()
+    try:
+        data = load(schema, request.form.to_dict())
+        auto_topup.set_auto_topup(current_user._get_current_object(), schema.as_setting(data))
+    except DomainError as exc:
+        flash(f"Auto top-up was not changed: {_field_messages(exc)}")
+        return redirect(target)
+    flash("Auto top-up is on.")
+    return redirect(target)
+
+
+def _field_messages(exc: DomainError) -> str:
+    """The 422's field messages in one line ("amount: ...")."""
+    found = exc.fields.get("auto_topup", exc.fields)
+    parts = []
+    for name, messages in found.items():
+        text = (
+            " ".join(m for m in messages if isinstance(m, str))
+            if isinstance(messages, list)
+            else ""
+        )
+        parts.append(f"{name.replace('_', ' ')}: {text or 'invalid'}")
+    return "; ".join(parts) or exc.message
+
+
+@bp.post("/wallet/card/remove")
+@login_required
+def remove_card() -> Response:
+    removed = cards.remove_card(current_user._get_current_object())
+    flash("Your saved card was removed." if removed else "No card was saved.")
+    return redirect(url_for("wallet.wallet_page", _anchor=AUTO_TOPUP_ANCHOR))

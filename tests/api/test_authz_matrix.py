@@ -185,6 +185,25 @@ def daily_cap_form(_actor: str, _world: World) -> dict[str, Any]:
     return {"daily_cap": "5.00", "currency": "usd"}
 
 
+def saved_card(_actor: str, _world: World) -> dict[str, Any]:
+    return {"payment_method": "pm_card_visa"}  # a test card Stripe and localstripe know
+
+
+def auto_topup(_actor: str, _world: World) -> dict[str, Any]:
+    usd = {"currency": "usd"}
+    return {
+        "auto_topup": {
+            "below": {"amount": 0, **usd},
+            "amount": {"amount": 500, **usd},
+            "monthly_limit": {"amount": 2000, **usd},
+        }
+    }
+
+
+def auto_topup_form(_actor: str, _world: World) -> dict[str, Any]:
+    return {"amount": "5.00", "below": "0.00", "monthly_limit": "20.00", "currency": "usd"}
+
+
 def agent_budget(_actor: str, _world: World) -> dict[str, Any]:
     return {
         "name": "research agent",
@@ -377,6 +396,12 @@ MATRIX: list[Row] = [
     Row("GET /api/v1/wallet/settings", (401, 200, 200, 200)),
     Row("PUT /api/v1/wallet/settings", (401, 200, 200, 200), json=daily_cap),
     Row("POST /wallet/settings", (LOGIN, 302, 302, 302), form=daily_cap_form),
+    # The caller's own saved card and auto top-up.
+    Row("GET /api/v1/wallet/card", (401, 200, 200, 200)),
+    Row("PUT /api/v1/wallet/card", (401, 200, 200, 200), json=saved_card, stripe=True),
+    Row("DELETE /api/v1/wallet/card", (401, 200, 200, 200), stripe=True),
+    Row("POST /wallet/auto-topup", (LOGIN, 302, 302, 302), form=auto_topup_form),
+    Row("POST /wallet/card/remove", (LOGIN, 302, 302, 302), form=nothing),
 ]
 
 

@@ -9,14 +9,20 @@ intents with `keep_intent`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine
 
 from dispatch_pay import create_app
-from dispatch_pay.payments.gateway import Fee, Intent, PaymentRequestRejected
+from dispatch_pay.payments.gateway import (
+    CardDetails,
+    CardSetup,
+    Fee,
+    Intent,
+    PaymentRequestRejected,
+)
 from tests.support.stripe_helpers import WEBHOOK_SECRET
 
 
@@ -28,6 +34,8 @@ class InMemoryGateway:
     intents: dict[str, Intent] = field(default_factory=dict)
     # (payment_intent_id, amount, idempotency_key) of every refund asked for.
     refunds: list[tuple[str, int, str]] = field(default_factory=list)
+    # payment method -> the Customer a SetupIntent attached it to.
+    attached: dict[str, str] = field(default_factory=dict)
 
     def keep_intent(
         self,
@@ -70,6 +78,37 @@ class InMemoryGateway:
         if all(key != idempotency_key for _pi, _amount, key in self.refunds):
             self.refunds.append((payment_intent_id, amount, idempotency_key))
         return f"re_{len(self.refunds)}"
+
+    def cancel_intent(self, intent_id: str) -> None:
+        intent = self.retrieve_intent(intent_id)
+        self.intents[intent_id] = replace(intent, status="canceled")
+
+    # Saved cards: every card saves, on one Customer per call; tests that need more
+    # (declines, 3-D Secure) write their own.
+    def create_customer(self, *, metadata: dict[str, str], idempotency_key: str) -> str:
+        return f"cus_{idempotency_key}"
+
+    def setup_card(
+        self, *, customer: str, payment_method: str, metadata: dict[str, str], idempotency_key: str
+    ) -> CardSetup:
+        self.attached[payment_method] = customer
+        return CardSetup(
+            id=f"seti_{idempotency_key}", status="succeeded", payment_method=payment_method
+        )
+
+    def retrieve_setup(self, setup_intent_id: str) -> CardSetup:
+        return CardSetup(id=setup_intent_id, status="succeeded")
+
+    def card_details(self, payment_method: str) -> CardDetails:
+        return CardDetails(
+            id=payment_method,
+            customer=self.attached.get(payment_method),
+            brand="visa",
+            last4="4242",
+        )
+
+    def detach_card(self, payment_method: str) -> None:
+        self.attached.pop(payment_method, None)
 
     def publishable_key(self) -> str | None:
         return "pk_test_fake"

@@ -222,14 +222,16 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def fill_card(page: Any, number: str, expiry: tuple[str, str] = ("12", "34")) -> None:
+def fill_card(
+    page: Any, number: str, expiry: tuple[str, str] = ("12", "34"), mount: str = "#card-element"
+) -> None:
     """Type a card into the Stripe.js card element the way a person does.
 
     localstripe's stand-in Stripe.js renders plain text inputs (placeholders number,
     exp_month, exp_year (two digits), cvc, postal_code) inside the mount point rather
     than Stripe's iframe; typing fires the `input` events its element listens to.
     """
-    card = page.locator("#card-element")
+    card = page.locator(mount)
     card.get_by_placeholder("number").press_sequentially(number.replace(" ", ""))
     card.get_by_placeholder("exp_month").press_sequentially(expiry[0])
     card.get_by_placeholder("exp_year").press_sequentially(expiry[1])

@@ -255,3 +255,30 @@ def stripe_intent_of(api_base: str, pi_id: str) -> dict[str, Any]:
     pi = stripe_client(api_base).v1.payment_intents.retrieve(pi_id)
     data: dict[str, Any] = json.loads(json.dumps(pi.to_dict()))
     return data
+
+
+def save_card(client: Any, api_base: str, token: str, number: str = CARD_OK) -> str:
+    """Save a test card for auto top-up through PUT /api/v1/wallet/card (which must answer
+    200); its PaymentMethod id. A card that asks for 3-D Secure is confirmed in Stripe
+    as Stripe.js would, then sent again."""
+    payment_method = card_payment_method(api_base, number)
+    headers = {"Authorization": f"Bearer {token}"}
+    response = client.put(
+        "/api/v1/wallet/card", json={"payment_method": payment_method}, headers=headers
+    )
+    if response.status_code == 402 and response.json["error"]["code"] == "requires_action":
+        finish_setup(api_base, response.json["setup_intent"])
+        response = client.put(
+            "/api/v1/wallet/card", json={"payment_method": payment_method}, headers=headers
+        )
+    assert response.status_code == 200, response.json
+    return payment_method
+
+
+def finish_setup(api_base: str, setup_intent: dict[str, Any]) -> None:
+    """Complete a SetupIntent waiting for 3-D Secure, as Stripe.js does after the bank's check."""
+    stripe_client(api_base).raw_request(
+        "post",
+        f"/v1/setup_intents/{setup_intent['id']}/confirm",
+        client_secret=setup_intent["client_secret"],
+    )

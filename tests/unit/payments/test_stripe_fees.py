@@ -69,6 +69,8 @@ class FakeGateway(InMemoryGateway):
         metadata: dict[str, str],
         payment_method: str | None,
         idempotency_key: str,
+        customer: str | None = None,
+        off_session: bool = False,
     ) -> Intent:
         n = next(_ids)
         return self.keep_intent(

@@ -25,6 +25,7 @@ def capped_reader(client: FlaskClient, cap: int) -> tuple[User, str]:
     assert response.get_json() == {
         "daily_cap": {"amount": cap, "currency": "usd"},
         "spent_today": {"amount": 0, "currency": "usd"},
+        "auto_topup": None,
     }
     return reader, token
 
@@ -87,7 +88,7 @@ def test_the_cap_is_per_currency_and_removable(client: FlaskClient) -> None:
         "spending_cap_reached",
     )
     removed = client.put("/api/v1/wallet/settings", json={"daily_cap": None}, headers=bearer(token))
-    assert removed.get_json() == {"daily_cap": None, "spent_today": None}
+    assert removed.get_json() == {"daily_cap": None, "spent_today": None, "auto_topup": None}
     assert (
         client.post(f"/api/v1/articles/{usd.slug}/purchase", headers=bearer(token)).status_code
         == 201

@@ -83,6 +83,8 @@ class FakeStripe(InMemoryGateway):
         metadata: dict[str, str],
         payment_method: str | None,
         idempotency_key: str,
+        customer: str | None = None,
+        off_session: bool = False,
     ) -> Intent:
         if self.mode == "unavailable":
             raise PaymentProviderUnavailable("Stripe is down")
