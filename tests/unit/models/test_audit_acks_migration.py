@@ -1,4 +1,4 @@
-"""Migration 0016: audit acknowledgements, append-only, on a database with a rejected
+"""Migration 0015: audit acknowledgements, append-only, on a database with a rejected
 event in it; downgrade drops them and leaves the events as they were."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from dispatch_pay.cli import alembic_config
 from models.base import build_engine
 
-SCHEMA = "migration_0016"
-PREVIOUS = "0013_readers_in_control"
+SCHEMA = "migration_0015"
+PREVIOUS = "0014_saved_cards_auto_topup"
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
 
@@ -42,7 +42,7 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_0016_upgrades_a_database_with_events_and_downgrades_without_touching_them(
+def test_0015_upgrades_a_database_with_events_and_downgrades_without_touching_them(
     url: str,
 ) -> None:
     config = alembic_config(url)
@@ -79,6 +79,6 @@ def test_0016_upgrades_a_database_with_events_and_downgrades_without_touching_th
     assert "audit_acks" in tables(url)
 
 
-def test_0016_builds_an_empty_database(url: str) -> None:
+def test_0015_builds_an_empty_database(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
     assert "audit_acks" in tables(url)

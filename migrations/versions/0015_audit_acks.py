@@ -1,7 +1,7 @@
 """audit acknowledgements: an operator's append-only review of an event audit reported
 
-Revision ID: 0016_audit_acks
-Revises: 0013_readers_in_control (the integrator re-chains it after 0015_speed)
+Revision ID: 0015_audit_acks
+Revises: 0014_saved_cards_auto_topup
 Create Date: 2026-12-02 06:30:00
 """
 
@@ -12,10 +12,8 @@ from alembic import op
 
 import models.base
 
-revision = "0016_audit_acks"
-# Written against 0013 so that this branch migrates on its own; 0014 and 0015 are made
-# in parallel, and the integration re-chains this to down_revision = "0015_speed".
-down_revision = "0013_readers_in_control"
+revision = "0015_audit_acks"
+down_revision = "0014_saved_cards_auto_topup"
 branch_labels = None
 depends_on = None
 
