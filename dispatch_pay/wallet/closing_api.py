@@ -16,6 +16,7 @@ from dispatch_pay.api.openapi import operation
 from dispatch_pay.errors import DomainError
 from dispatch_pay.inputs import load, load_json
 from dispatch_pay.money import MoneySchema
+from dispatch_pay.payments import cards
 from dispatch_pay.payments.gateway import PaymentGateway, require_gateway
 from dispatch_pay.wallet import closing
 from models import User, db
@@ -87,6 +88,10 @@ def close_account(user: User, password: str | None) -> list[closing.PlannedRefun
     if user.is_publisher:
         raise DomainError("forbidden", "Publisher accounts are closed by an operator.", status=403)
     closing.check_may_close(user, password)
+    # The saved card first: once detached at Stripe nothing (no auto top-up racing the
+    # deletion) can charge it; when Stripe cannot be reached nothing else has changed (503).
+    cards.remove_card(user)
+    user = db.session.get(User, user.id) or user
     user, planned, made = _refund_balance(user, require_gateway)
     if len(made) < len(planned):
         db.session.commit()  # keep the refunds Stripe made; the rest is retried next time

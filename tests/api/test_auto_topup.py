@@ -25,7 +25,7 @@ from models import (
     Wallet,
     db,
 )
-from tests.support.factories import bearer, make_article, make_token, make_user
+from tests.support.factories import PASSWORD, bearer, make_article, make_token, make_user
 from tests.support.servers import LocalStripe
 from tests.support.stripe_helpers import (
     CARD_3DS,
@@ -167,6 +167,26 @@ def test_a_card_is_saved_shown_and_detached_at_stripe(
     assert response.status_code == 200 and response.json == {"card": None}
     assert api.v1.payment_methods.retrieve(payment_method).customer is None
     assert stripe_client.get(CARD, headers=bearer(token)).json == {"card": None}
+
+
+def test_deleting_the_account_detaches_the_saved_card_at_stripe(
+    stripe_client: FlaskClient, localstripe: LocalStripe, reader: tuple[User, str]
+) -> None:
+    user, token = reader
+    payment_method = save_card(stripe_client, localstripe.base, token)
+    row = db.session.get(StripeCustomer, user.id)
+    assert row is not None
+    api = stripe_api(localstripe.base)
+    api.v1.payment_methods.attach(payment_method, params={"customer": row.customer_id})
+
+    response = stripe_client.delete(
+        "/api/v1/me", headers=bearer(token), json={"password": PASSWORD}
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert api.v1.payment_methods.retrieve(payment_method).customer is None
+    row = db.session.get(StripeCustomer, user.id)
+    assert row is None or row.payment_method_id is None
 
 
 def test_a_declined_card_is_402_and_nothing_is_saved(
