@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install install-test lint typecheck pytest migrate seed clean bench
+.PHONY: run test install install-test lint typecheck pytest migrate seed clean bench mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,15 @@ pytest: install-test
 ## test: lint, type-check and the whole test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 test: lint typecheck pytest
 
+## mutate: mutation testing (mutmut 3, [tool.mutmut] in pyproject.toml) of the code that moves
+## money or gates reading: crediting, purchase, ledger, read gate. Slow (minutes per file on
+## two cores), so it is not part of `make test` or CI. SQLite only. Narrow it with e.g.
+## make mutate MUTATE_ARGS="dispatch_pay.catalog.gate*"; survivors: `.venv/bin/mutmut results`,
+## one with `.venv/bin/mutmut show NAME`; verdicts in docs/mutants.md.
+mutate: install-test
+	env -u TEST_DATABASE_URL $(BIN)/mutmut run $(MUTATE_ARGS)
+	$(BIN)/mutmut results
+
 ## bench: seed a database and compare the app with hello-world under the same gunicorn
 ## e.g. make bench BENCH_ARGS="--database-url postgresql+psycopg://root@127.0.0.1:5432/bench_1k --articles 1000"
 ## bench needs wrk (the HTTP load generator): apt-get install wrk, or brew install wrk.
@@ -91,4 +100,4 @@ bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants

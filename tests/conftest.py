@@ -87,6 +87,10 @@ def migrated_database(kind: str, tmp_dir: Path) -> str:
     return url
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    ledger_check.start_run()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The final test: every ledger the suite wrote to must still balance."""
     ledger_check.final_audit(session)

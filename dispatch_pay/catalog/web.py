@@ -310,15 +310,31 @@ def library_page() -> str:
             }
             for i in items
         ],
-        feed_url=absolute_url("catalog.private_feed_xml", secret=private_feed.feed_secret(reader)),
     )
+
+
+@bp.app_context_processor
+def _private_feed_in_templates() -> dict[str, Any]:
+    """The feed address for /library and /account (accounts sits below the catalog, so the
+    account page gets it from here); asked only by the pages that show it."""
+
+    def private_feed_url() -> str:
+        secret = private_feed.feed_secret(current_user._get_current_object())
+        return absolute_url("catalog.private_feed_xml", secret=secret)
+
+    return {"private_feed_url": private_feed_url}
+
+
+# Where "make a new address" comes back to: a fixed set of pages, never a URL from the form.
+FEED_PAGES = {"library": "catalog.library_page", "account": "accounts.account_page"}
 
 
 @bp.post("/library/feed")
 @login_required
 def renew_feed() -> WerkzeugResponse:
     private_feed.new_feed_secret(current_user._get_current_object())
-    return redirect(url_for("catalog.library_page", _anchor="private-feed"))
+    page = FEED_PAGES.get(request.form.get("return_to", ""), FEED_PAGES["library"])
+    return redirect(url_for(page, _anchor="private-feed"))
 
 
 @bp.get("/verification")

@@ -32,6 +32,12 @@ def registered() -> list[str]:
     return list(_databases)
 
 
+def start_run() -> None:
+    """Forget the databases of an earlier run in this process (mutmut runs pytest many
+    times in one process; their temporary databases are gone by then)."""
+    _databases.clear()
+
+
 def audit_database(url: str) -> list[str]:
     """The audit's report for one database (a line if it cannot be read at all)."""
     engine = build_engine(url)

@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import TestResponse
 
 from dispatch_pay.accounts.services import find_user_by_email
-from dispatch_pay.catalog.gate import Access
+from dispatch_pay.catalog.gate import Access, read_access
 from dispatch_pay.catalog.gifts import create_gift, open_gift, revoke_gift
 from dispatch_pay.catalog.private_feed import feed_secret, new_feed_secret
 from dispatch_pay.catalog.services import find_article
@@ -397,3 +397,20 @@ def test_every_crawled_route_is_reached(app: Flask, client: FlaskClient) -> None
         url = adapter.build(rule.endpoint, {**values, "slug": scene.free}, method="GET")
         reached[url] = client.get(url, headers=bearer(scene.token)).status_code
     assert 200 in reached.values(), reached
+
+
+def test_a_buyer_keeps_an_unpublished_text_and_a_grant_never_opens_a_draft(
+    client: FlaskClient,
+) -> None:
+    """The gate's one rule for unpublished articles: only a text that went live, and only
+    for who is entitled to it (mutmut: `live_revision_id is not None` -> `is None` survived)."""
+    reader = make_user()
+    bought = make_article(price=39)
+    grant(reader, bought)
+    unpublish(bought)
+    draft = make_article(price=39, published=False)
+    grant(reader, draft)
+
+    assert read_access(reader, bought) == Access.FULL
+    assert read_access(make_user(), bought) == Access.HIDDEN
+    assert read_access(reader, draft) == Access.HIDDEN

@@ -6,8 +6,10 @@ import secrets
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from models import GiftRead, User, db
+from dispatch_pay.catalog.gate import entitled_article_ids
+from models import Article, GiftRead, User, db
 from tests.support.factories import bearer, make_article, make_token, make_user
 from tests.support.html import parse_page
 from tests.support.wallet import buy, fund, refund
@@ -164,6 +166,53 @@ def test_more_links_do_not_give_more_reads(app: Flask, client: FlaskClient) -> N
     assert make_gift(client, token, slug)["reads_left"] == 0
     visitors = {read.visitor for read in db.session.query(GiftRead)}
     assert len(visitors) == 3
+
+
+def test_a_kept_gift_goes_with_the_givers_refund_whatever_else_the_giver_owns(
+    client: FlaskClient,
+) -> None:
+    """The giver's ownership that keeps a gift open is of that article, not of any
+    (mutmut: `&` -> `|` in the read gate's join survived every test)."""
+    owner = make_user()
+    publisher = make_user(role="publisher")
+    gifted = make_article(body=f"{SECRET}.", price=39)
+    fund(owner, 500)
+    purchase = buy(owner, gifted)
+    buy(owner, make_article(price=39))  # the giver keeps this one
+    gift = make_gift(client, make_token(owner), gifted.slug)
+    friend = make_user()
+    log_in(client, friend)
+    assert SECRET in claim(client, path_of(gift["url"]))
+
+    refund(publisher, purchase)
+
+    assert SECRET not in client.get(f"/articles/{gifted.slug}").get_data(as_text=True)
+    friend_token = make_token(friend)
+    assert client.get("/api/v1/library", headers=bearer(friend_token)).get_json()["articles"] == []
+
+
+def test_listings_mark_what_each_caller_may_read_in_full(client: FlaskClient) -> None:
+    """`entitled_article_ids` (the "yours" marks of the front page and of MCP search):
+    bought and kept gifts, among the articles asked about only; mutmut's survivors of the
+    read gate were all here."""
+    owner, token, gifted_slug = owner_with_article()
+    gifted = db.session.scalar(select(Article).where(Article.slug == gifted_slug))
+    assert gifted is not None
+    reader = make_user()
+    bought, other_readers, unasked = (make_article(price=39) for _ in range(3))
+    fund(reader, 500)
+    buy(reader, bought)
+    buy(reader, unasked)
+    buy(owner, other_readers)
+    log_in(client, reader)
+    claim(client, path_of(make_gift(client, token, gifted_slug)["url"]))
+    asked = [gifted.id, bought.id, other_readers.id]
+
+    assert entitled_article_ids(reader, asked) == {gifted.id, bought.id}
+    assert entitled_article_ids(reader, []) == set()
+    assert entitled_article_ids(None, asked) == set()
+    assert entitled_article_ids(make_user(role="publisher"), asked) == set(asked)
+    assert entitled_article_ids(make_user(), asked) == set()
 
 
 def test_only_an_owner_gives(client: FlaskClient) -> None:

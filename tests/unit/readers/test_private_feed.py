@@ -121,3 +121,50 @@ def test_guessing_feed_secrets_is_rate_limited(client: FlaskClient) -> None:
     statuses = [client.get(f"/feed/{secrets.token_urlsafe(32)}.xml").status_code for _ in range(25)]
     assert statuses[:20] == [404] * 20
     assert 429 in statuses[20:]
+
+
+def shown_address(client: FlaskClient, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    return page.split('id="feed-url" type="text" readonly value="', 1)[1].split('"', 1)[0]
+
+
+def test_the_account_page_shows_the_address_and_renews_it(client: FlaskClient) -> None:
+    """Issue 15: the private feed's secret is on /account too, with a button for a new one."""
+    reader = make_user()
+    token = make_token(reader)
+    log_in(client, reader)
+    old = shown_address(client, "/account")
+    assert "/feed/" in old
+    assert old == shown_address(client, "/library")
+    assert client.get(old.split("dispatch.test", 1)[1]).status_code == 200
+
+    csrf = csrf_token_from(client, "/account")
+    renewed = client.post("/library/feed", data={"csrf_token": csrf, "return_to": "account"})
+
+    assert renewed.status_code == 302
+    assert renewed.headers["Location"].endswith("/account#private-feed")
+    new = shown_address(client, "/account")
+    assert new != old
+    assert new == shown_address(client, "/library")
+    assert feed_path(client, token) == new.split("dispatch.test", 1)[1]
+    assert client.get(old.split("dispatch.test", 1)[1]).status_code == 404
+    assert client.get(new.split("dispatch.test", 1)[1]).status_code == 200
+
+
+def test_a_new_address_needs_the_csrf_token_and_returns_only_to_known_pages(
+    client: FlaskClient,
+) -> None:
+    reader = make_user()
+    log_in(client, reader)
+    old = shown_address(client, "/account")
+
+    assert client.post("/library/feed", data={"return_to": "account"}).status_code == 400
+    assert shown_address(client, "/account") == old
+
+    csrf = csrf_token_from(client, "/account")
+    elsewhere = client.post(
+        "/library/feed", data={"csrf_token": csrf, "return_to": "https://evil.example/"}
+    )
+    assert elsewhere.status_code == 302
+    assert elsewhere.headers["Location"].endswith("/library#private-feed")
+    assert shown_address(client, "/account") != old

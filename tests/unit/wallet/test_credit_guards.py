@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 
 from dispatch_pay.payments.gateway import Intent
 from dispatch_pay.wallet.audit import audit
-from models import User
-from tests.support.factories import bearer, make_token, make_user
+from models import TopUp, User, db
+from tests.support.factories import bearer, make_article, make_token, make_user
 from tests.support.fake_gateway import InMemoryGateway, app_paying_through
 from tests.support.stripe_helpers import dispute_obj, event, signed
 
@@ -195,3 +196,84 @@ def test_an_early_warning_that_closes_is_not_lost(guarded: Guarded) -> None:
     guarded.deliver(event("charge.dispute.closed", dispute))
     assert guarded.balance() == 500
     assert audit() == []
+
+
+# --- found by `make mutate` (docs/mutants.md): each test fails against a surviving mutant ---
+
+
+def test_reconcile_reports_a_refused_intent_and_goes_on_to_credit_the_next(
+    guarded: Guarded,
+) -> None:
+    refused = guarded.top_up()
+    guarded.gateway.move(refused, status="succeeded", amount=900)  # not the top-up's amount
+    credited = guarded.top_up(700)
+    guarded.gateway.move(credited, status="succeeded")
+
+    report = guarded.reconcile()
+
+    assert f"not credited {refused}: " in report
+    assert f"credited {credited}: $7.00 to reader {guarded.reader.id}" in report
+    assert guarded.balance() == 700
+
+
+def top_up_to_buy(guarded: Guarded, slug: str) -> str:
+    response = guarded.client.post(
+        "/api/v1/wallet/topups",
+        json={"amount": 500, "currency": "usd", "payment_method": "pm_card_visa", "buy": slug},
+        headers=bearer(guarded.token),
+    )
+    assert response.status_code == 201, response.json
+    return str(response.json["topup"]["id"])
+
+
+def owned_slugs(guarded: Guarded) -> list[str]:
+    library = guarded.client.get("/api/v1/library", headers=bearer(guarded.token)).json
+    return [item["article"]["slug"] for item in library["articles"]]
+
+
+@pytest.mark.parametrize("recorded", ["on_the_top_up", "only_on_the_payment_intent"])
+def test_the_article_a_top_up_was_made_for_is_bought_once_credited(
+    guarded: Guarded, recorded: str
+) -> None:
+    """The top-up names the article; a top-up recorded without it (before the column) is
+    bought from the PaymentIntent's `dispatch_article`: that article and no other."""
+    make_article(price=39)  # another article, never bought
+    wanted = make_article(price=39)
+    pi_id = top_up_to_buy(guarded, wanted.slug)
+    if recorded == "only_on_the_payment_intent":
+        db.session.execute(
+            update(TopUp).where(TopUp.payment_intent_id == pi_id).values(buy_article_id=None)
+        )
+        db.session.commit()
+    guarded.gateway.move(pi_id, status="succeeded")
+
+    guarded.reconcile()
+
+    assert owned_slugs(guarded) == [wanted.slug]
+    assert guarded.balance() == 461
+    assert audit() == []
+
+
+def test_reconcile_says_credited_once_and_keeps_the_charge(guarded: Guarded) -> None:
+    pi_id = guarded.top_up()
+    intent = guarded.gateway.move(pi_id, status="succeeded")
+
+    first, again = guarded.reconcile(), guarded.reconcile()
+
+    assert f"credited {pi_id}: " in first
+    assert pi_id not in again
+    charge = db.session.scalar(select(TopUp.charge_id).where(TopUp.payment_intent_id == pi_id))
+    assert charge == intent.charge_id is not None
+
+
+def test_reconcile_does_not_say_a_disputed_charge_was_credited(guarded: Guarded) -> None:
+    pi_id = guarded.top_up()
+    guarded.gateway.move(pi_id, status="succeeded", disputed=True)
+    assert pi_id not in guarded.reconcile()
+
+
+def test_a_refund_of_one_cent_is_taken_back_too(guarded: Guarded) -> None:
+    pi_id = guarded.top_up()
+    guarded.gateway.move(pi_id, status="succeeded", amount_refunded=1)
+    guarded.reconcile()
+    assert guarded.balance() == 499
