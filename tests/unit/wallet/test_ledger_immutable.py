@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from dispatch_pay.wallet.ledger import locked_wallet, post_entry
+from dispatch_pay.wallet.ledger import find_wallet, locked_wallet, post_entry
 from models import ENTRY_ADJUSTMENT, db
 from tests.support.factories import make_user
 
@@ -42,3 +42,17 @@ def test_the_same_effect_is_recorded_once(client: FlaskClient) -> None:
     assert first is not None
     assert second is None
     assert wallet.balance == 100
+
+
+def test_each_reader_finds_their_own_wallet_in_each_currency(client: FlaskClient) -> None:
+    """mutmut: `find_wallet` without its reader (or currency) condition survived."""
+    first, second = make_user(), make_user()
+    theirs = {
+        (user.id, currency): locked_wallet(user.id, currency).id
+        for user in (first, second)
+        for currency in ("usd", "eur")
+    }
+    assert len(set(theirs.values())) == 4
+    for (user_id, currency), wallet_id in theirs.items():
+        found = find_wallet(user_id, currency)
+        assert found is not None and found.id == wallet_id
