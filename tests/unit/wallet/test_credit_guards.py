@@ -168,6 +168,21 @@ def test_a_disputed_top_up_won_afterwards_is_credited_then(guarded: Guarded) -> 
     assert audit() == []
 
 
+def test_a_disputed_top_up_lost_afterwards_is_never_credited(guarded: Guarded) -> None:
+    """mutmut (webhooks/services.py `_dispute_closed`): crediting the held top-up whatever
+    the dispute's outcome (`and` -> `or`) survived; a lost dispute's money stays taken."""
+    pi_id = guarded.top_up()
+    intent = guarded.gateway.move(pi_id, status="succeeded", disputed=True)
+    guarded.reconcile()
+    dispute = dispute_obj(f"dp_{pi_id}", pi_id, 500, "needs_response", intent.charge_id)
+    guarded.deliver(event("charge.dispute.created", dispute))
+    assert guarded.status() == "frozen"
+    guarded.deliver(event("charge.dispute.closed", {**dispute, "status": "lost"}))
+    assert guarded.status() == "active"
+    assert guarded.balance() == 0
+    assert audit() == []
+
+
 @pytest.mark.parametrize(("outcome", "kept"), [("won", 500), ("warning_closed", 500), ("lost", 0)])
 def test_only_a_lost_dispute_takes_the_money_back(
     guarded: Guarded, outcome: str, kept: int

@@ -1,4 +1,4 @@
-"""When a charge or dispute event makes the app ask Stripe about its PaymentIntent.
+"""Which top-up a charge or dispute event is about, and when the app asks Stripe.
 
 `ask_behind` runs before the event's transaction: it asks Stripe only when the event
 needs it (a refund or dispute of a top-up not credited yet), because every question is a
@@ -18,12 +18,14 @@ from flask.testing import FlaskClient
 
 from dispatch_pay.errors import DomainError
 from dispatch_pay.payments.gateway import (
+    Charge,
     Event,
+    Fee,
     Intent,
     PaymentGateway,
     PaymentProviderUnavailable,
 )
-from dispatch_pay.webhooks.services import Behind, ask_behind
+from dispatch_pay.webhooks.services import HANDLERS, Behind, ask_behind
 from models import TopUp, TopUpStatus, db
 from tests.support.factories import make_user
 
@@ -66,19 +68,19 @@ def charge_event(event_type: str, pi_id: str, charge_id: str) -> Event:
     )
 
 
-def credited_top_up(*, payment_intent_id: str | None, charge_id: str | None) -> None:
-    db.session.add(
-        TopUp(
-            user_id=make_user().id,
-            payment_intent_id=payment_intent_id,
-            charge_id=charge_id,
-            amount=500,
-            currency="usd",
-            status=TopUpStatus.SUCCEEDED,
-            credited_at=datetime.now(UTC),
-        )
+def credited_top_up(*, payment_intent_id: str | None, charge_id: str | None) -> TopUp:
+    topup = TopUp(
+        user_id=make_user().id,
+        payment_intent_id=payment_intent_id,
+        charge_id=charge_id,
+        amount=500,
+        currency="usd",
+        status=TopUpStatus.SUCCEEDED,
+        credited_at=datetime.now(UTC),
     )
+    db.session.add(topup)
     db.session.commit()
+    return topup
 
 
 @pytest.mark.parametrize("event_type", ["charge.refunded", "charge.dispute.created"])
@@ -132,3 +134,18 @@ def test_stripe_unreachable_is_the_contracts_503(client: FlaskClient) -> None:
         ask_behind(charge_event("charge.refunded", pi_id, charge_id), stripe.as_gateway())
     assert (raised.value.code, raised.value.status) == ("payment_provider_unavailable", 503)
     assert raised.value.message.startswith("Stripe could not be asked")
+
+
+@pytest.mark.parametrize("found_by", ["payment_intent", "charge"])
+def test_a_fee_event_finds_its_top_up_by_payment_intent_or_else_by_charge(
+    client: FlaskClient, found_by: str
+) -> None:
+    pi_id, charge_id = ids()
+    if found_by == "payment_intent":
+        topup = credited_top_up(payment_intent_id=pi_id, charge_id=None)
+    else:
+        topup = credited_top_up(payment_intent_id=f"{pi_id}_first_attempt", charge_id=charge_id)
+    charge = Charge(id=charge_id, payment_intent_id=pi_id, fee=Fee(amount=45, currency="usd"))
+    assert HANDLERS["charge.succeeded"](charge, None) == "fee_recorded"
+    db.session.refresh(topup)
+    assert (topup.fee, topup.fee_currency) == (45, "usd")
