@@ -234,6 +234,36 @@ def test_10_parallel_copies_of_one_event_credit_once(race_app: Flask) -> None:
         assert count(WebhookEvent, WebhookEvent.stripe_event_id == evt["id"]) == 1
 
 
+def test_10_first_credits_racing_to_create_a_wallet_all_land_in_it(race_app: Flask) -> None:
+    """Racers that lose the race to create the wallet (unique reader and currency) look it
+    up again: it must be this reader's wallet in this currency, not any other (mutmut:
+    that look-up without its reader or currency condition survived every other test)."""
+    with race_app.app_context():
+        reader_id, other_id = make_user().id, make_user().id
+        fund(other_id, 300)  # another reader's wallet in the same currency
+        in_app(race_app, lambda: locked_wallet(reader_id, "eur"))  # the reader's in another
+
+    def first_money(i: int) -> None:
+        in_app(
+            race_app,
+            lambda: post_entry(
+                locked_wallet(reader_id, "usd"), ENTRY_ADJUSTMENT, 100, f"first:{reader_id}:{i}"
+            ),
+        )
+
+    race(10, first_money)
+
+    with race_app.app_context():
+        balances = dict(
+            db.session.execute(
+                select(Wallet.user_id.concat(Wallet.currency), Wallet.balance).where(
+                    Wallet.user_id.in_([reader_id, other_id])
+                )
+            ).all()
+        )
+        assert balances == {f"{reader_id}usd": 1000, f"{reader_id}eur": 0, f"{other_id}usd": 300}
+
+
 def test_10_different_events_for_one_payment_intent_credit_once(race_app: Flask) -> None:
     with race_app.app_context():
         reader_id = make_user().id
