@@ -25,8 +25,9 @@ from dispatch_pay.payments.gateway import (
     PaymentGateway,
     PaymentProviderUnavailable,
 )
+from dispatch_pay.wallet.ledger import find_wallet, locked_wallet, post_entry
 from dispatch_pay.webhooks.services import HANDLERS, Behind, ask_behind
-from models import TopUp, TopUpStatus, db
+from models import ENTRY_TOPUP, TopUp, TopUpStatus, db
 from tests.support.factories import make_user
 
 _seq = itertools.count(1)
@@ -149,3 +150,20 @@ def test_a_fee_event_finds_its_top_up_by_payment_intent_or_else_by_charge(
     assert HANDLERS["charge.succeeded"](charge, None) == "fee_recorded"
     db.session.refresh(topup)
     assert (topup.fee, topup.fee_currency) == (45, "usd")
+
+
+def test_a_refund_of_a_top_up_credited_before_its_charge_was_known_is_debited(
+    client: FlaskClient,
+) -> None:
+    """Credited without a charge id (Stripe had not reported the charge yet): the refund
+    event finds the top-up by its PaymentIntent and takes the refunded part back."""
+    pi_id, charge_id = ids()
+    topup = credited_top_up(payment_intent_id=pi_id, charge_id=None)
+    post_entry(
+        locked_wallet(topup.user_id, "usd"), ENTRY_TOPUP, 500, pi_id, payment_intent_id=pi_id
+    )
+    db.session.commit()
+    refunded = Charge(id=charge_id, payment_intent_id=pi_id, amount=500, amount_refunded=200)
+    assert HANDLERS["charge.refunded"](refunded, None) == "debited 200"
+    wallet = find_wallet(topup.user_id, "usd")
+    assert wallet is not None and wallet.balance == 300
