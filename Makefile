@@ -83,8 +83,9 @@ pytest: install-test
 test: lint typecheck pytest
 
 ## mutate: mutation testing (mutmut 3, [tool.mutmut] in pyproject.toml) of the code that moves
-## money or gates reading: crediting, purchase, ledger, read gate. Slow (minutes per file on
-## two cores), so it is not part of `make test` or CI. SQLite only. Narrow it with e.g.
+## money or gates reading: crediting, purchase, ledger, webhook handling, read gate. Slow
+## (minutes per file on two cores), so it is not part of `make test` or CI. SQLite only.
+## Narrow it with e.g.
 ## make mutate MUTATE_ARGS="dispatch_pay.catalog.gate*"; survivors: `.venv/bin/mutmut results`,
 ## one with `.venv/bin/mutmut show NAME`; verdicts in docs/mutants.md.
 mutate: install-test
