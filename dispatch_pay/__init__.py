@@ -16,6 +16,8 @@ from dispatch_pay.money import format_money
 from dispatch_pay.payments.gateway import GATEWAY_KEY, WEBHOOKS_KEY, PaymentGateway
 from dispatch_pay.request_log import register_request_logging
 from dispatch_pay.security import register_security, trust_proxies
+from dispatch_pay.wallet.api import PURCHASE_RESULT
+from dispatch_pay.wallet.quick_purchase import register_quick_purchases
 from models import User, db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +51,7 @@ def create_app(
     register_template_helpers(app)
     register_commands(app)
     register_public_cache(app)
+    register_quick_purchases(app, PURCHASE_RESULT.dump)
     register_mcp(app)
     register_listeners()
     trust_proxies(app)  # last: the outermost middleware (see its docstring)

@@ -32,11 +32,15 @@ def origin_of(environ: Any, fixed_origin: bool) -> str:
     return effective_origin(environ) + environ.get("SCRIPT_NAME", "")
 
 
+def origin() -> str:
+    """This request's `origin_of`."""
+    return origin_of(request.environ, bool(current_app.config.get("PUBLIC_BASE_URL")))
+
+
 def _key(kind: str, read: ArticleRead) -> RenderKey:
     article = read.article
     shown = article.live_revision_id or article.latest_revision_id
-    fixed = bool(current_app.config.get("PUBLIC_BASE_URL"))
-    return render_key(kind, article.id, shown, read.version, origin_of(request.environ, fixed))
+    return render_key(kind, article.id, shown, read.version, origin())
 
 
 def cached_render(kind: str, read: ArticleRead, build: Callable[[], T]) -> T:

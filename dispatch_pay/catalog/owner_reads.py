@@ -20,10 +20,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, Select, bindparam, select
 from sqlalchemy.pool import NullPool
 
 from dispatch_pay.accounts.services import TOKEN_TOUCH_INTERVAL, token_digest
@@ -52,7 +52,7 @@ RENDERED_KEY = "dispatch_pay.owner_read_rendered"  # set by the view on a JSON 2
 # Headers of the view's answer that describe it (not this request): kept and replayed.
 PER_REQUEST_HEADERS = frozenset({"content-length", REQUEST_ID_HEADER.lower(), "set-cookie"})
 
-_VERSION = select(CatalogState.version).where(CatalogState.id == CATALOG_STATE_ID)
+CATALOG_VERSION = select(CatalogState.version).where(CatalogState.id == CATALOG_STATE_ID)
 # The caller (by token) and the article, with what the caller holds of it: one statement.
 _READ = (
     select(
@@ -65,7 +65,7 @@ _READ = (
         Article.price_amount,
         Article.live_revision_id,
         Article.latest_revision_id,
-        _VERSION.scalar_subquery(),
+        CATALOG_VERSION.scalar_subquery(),
         *holdings_columns(User.id, Article.id),
     )
     .select_from(ApiToken)
@@ -87,7 +87,7 @@ class OwnerReads:
         self.app = app
         self.fixed_origin = fixed_origin
         self.headers: list[tuple[str, str]] | None = None  # the view's, learned once
-        self.fetch: Callable[[str, str], Any] = _session_fetch if testing else _ThreadFetch()
+        self.fetch: Callable[[str, str], Any] = fetcher(_READ, testing)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -113,7 +113,7 @@ class OwnerReads:
             row = self.fetch(path.group(1), token_digest(bearer.group(1)))
         except Exception:  # any database trouble: Flask answers (and reports) it
             return None
-        if row is None or _needs_touch(row[3]):
+        if row is None or older_than(row[3], TOKEN_TOUCH_INTERVAL):
             return None
         user = User(id=row[0], role=row[1])
         article = Article(id=row[4], status=row[5], price_amount=row[6], live_revision_id=row[7])
@@ -161,20 +161,25 @@ class OwnerReads:
         return self.app(environ, capture)
 
 
-def _needs_touch(last_used_at: Any) -> bool:
-    """The token's last use is due to be recorded: a write, which Flask does."""
-    if last_used_at is None:
+def older_than(moment: Any, interval: timedelta) -> bool:
+    """A last use (a raw column value) is due to be recorded: a write, which Flask does."""
+    if moment is None:
         return True
-    if isinstance(last_used_at, str):  # SQLite
-        last_used_at = datetime.fromisoformat(last_used_at)
-    if last_used_at.tzinfo is None:
-        last_used_at = last_used_at.replace(tzinfo=UTC)
-    return bool(utcnow() - last_used_at > TOKEN_TOUCH_INTERVAL)
+    if isinstance(moment, str):  # SQLite
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return bool(utcnow() - moment > interval)
 
 
-def _session_fetch(slug: str, token_hash: str) -> Any:
-    """Tests: through the session, which sees the test's uncommitted rows."""
-    return db.session.execute(_READ, {"slug": slug, "token_hash": token_hash}).first()
+def fetcher(statement: Select[Any], testing: bool) -> Callable[[str, str], Any]:
+    """`statement`'s first row for (slug, token_hash): on a per-thread autocommit
+    connection, or in tests through the session (which sees the test's uncommitted rows)."""
+    if testing:
+        return lambda slug, token_hash: db.session.execute(
+            statement, {"slug": slug, "token_hash": token_hash}
+        ).first()
+    return _ThreadFetch(statement)
 
 
 class _ThreadFetch:
@@ -182,7 +187,8 @@ class _ThreadFetch:
     trip, no BEGIN or COMMIT, nothing held between requests (as the catalog version
     reader of public_cache.py does, on a pool of its own for the same reason)."""
 
-    def __init__(self) -> None:
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
         self.local = threading.local()
         self.lock = threading.Lock()
         self.engine: Engine | None = None
@@ -218,7 +224,7 @@ class _ThreadFetch:
                 assert db.engine is not None
                 url = db.engine.url.render_as_string(hide_password=False)
                 self.engine = build_engine(url, poolclass=NullPool)
-                self.compiled = _READ.compile(dialect=self.engine.dialect)
+                self.compiled = self.statement.compile(dialect=self.engine.dialect)
                 self.sql = str(self.compiled)
                 positional = self.engine.dialect.paramstyle in ("qmark", "numeric", "format")
                 self.positions = list(self.compiled.positiontup or []) if positional else None

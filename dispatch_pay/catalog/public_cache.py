@@ -486,3 +486,7 @@ def register_public_cache(app: Flask) -> None:
         app.wsgi_app = OwnerReads(  # type: ignore[method-assign]
             app.wsgi_app, fixed_origin=bool(app.config.get("PUBLIC_BASE_URL")), testing=app.testing
         )
+        # A reader's full page, kept by the view, through the read gate.
+        from dispatch_pay.catalog.owner_pages import OwnerPages
+
+        app.wsgi_app = OwnerPages(app.wsgi_app, app, testing=app.testing)  # type: ignore[method-assign]

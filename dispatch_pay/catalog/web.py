@@ -24,8 +24,9 @@ from markupsafe import Markup, escape
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from dispatch_pay.catalog import gifts, private_feed, services
-from dispatch_pay.catalog.full_text import FullPage, cached_render, full_page
+from dispatch_pay.catalog.full_text import FullPage, cached_render, full_page, origin
 from dispatch_pay.catalog.gate import Access, entitled_article_ids, read_access
+from dispatch_pay.catalog.owner_pages import keep_shell, shell_key
 from dispatch_pay.catalog.paywall import paywall_offer
 from dispatch_pay.catalog.public_cache import mark_public
 from dispatch_pay.catalog.schemas import FullArticleSchema, PageQuerySchema, TeaserSchema
@@ -114,7 +115,12 @@ def article_page(slug: str) -> str:
         }
     page = full_page(read)
     text = cached_render("page-text", read, lambda: _full_text(page, article))
-    return _render_full(page, article, text, **extra)
+    html = _render_full(page, article, text, **extra)
+    if viewer is not None and not extra.get("gifts"):
+        shown = article.live_revision_id or article.latest_revision_id
+        can_give = bool(extra.get("can_give"))
+        keep_shell(html, shell_key(viewer, can_give, article.id, shown, read.version, origin()))
+    return html
 
 
 def _render_article(article: Article, viewer: User | None, *, full_text: bool, **extra: Any) -> str:

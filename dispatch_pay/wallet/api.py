@@ -24,6 +24,7 @@ from dispatch_pay.payments.gateway import (
 )
 from dispatch_pay.wallet import auto_topup, checkout, crediting, ledger
 from dispatch_pay.wallet import services as wallet_services
+from dispatch_pay.wallet.quick_purchase import mark_made
 from dispatch_pay.wallet.schemas import (
     IdempotencyHeaderSchema,
     InsufficientFundsSchema,
@@ -99,7 +100,9 @@ def purchase_article(slug: str) -> ResponseReturnValue:
         agent_token=agent_token(),
         expected_price=Money(expected["amount"], expected["currency"]) if expected else None,
     )
-    body = _purchase_result(result)
+    body = purchase_result(result)
+    if result.created and include != "article":
+        mark_made(request.environ)  # its headers are what the quick path answers with
     if include == "article":
         # Through the read gate, as GET answers it (the rendering shared with GET's).
         body["article"] = full_dump(readable_article(user, slug))
@@ -112,7 +115,7 @@ def with_offer(exc: DomainError, article: Article) -> None:
         exc.extra.setdefault("offer", offer_for(article))
 
 
-def _purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
+def purchase_result(result: wallet_services.PurchaseResult) -> dict[str, object]:
     return PURCHASE_RESULT.dump(
         {
             "purchase": result.purchase,
@@ -138,7 +141,7 @@ def list_purchases() -> Response:
 def refund_purchase(purchase_id: int) -> Response:
     user = require_user()
     result = wallet_services.refund_purchase(user, purchase_id)
-    return jsonify(_purchase_result(result))
+    return jsonify(purchase_result(result))
 
 
 def _idempotency_key() -> str | None:

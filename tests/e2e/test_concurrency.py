@@ -20,14 +20,17 @@ import pytest
 from alembic import command
 from flask import Flask
 from sqlalchemy import func, select
+from werkzeug.test import Client
 
 from dispatch_pay import create_app
 from dispatch_pay.cli import alembic_config
 from dispatch_pay.payments import services as payments
 from dispatch_pay.payments.gateway import require_gateway
 from dispatch_pay.wallet import crediting
+from dispatch_pay.wallet.api import PURCHASE_RESULT
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
+from dispatch_pay.wallet.quick_purchase import QuickPurchases
 from models import (
     ENTRY_ADJUSTMENT,
     ENTRY_TOPUP,
@@ -208,6 +211,60 @@ def test_the_same_article_bought_24_times_at_once_is_debited_once(race_app: Flas
     with race_app.app_context():
         assert wallet_of(reader_id).balance == 100 - 39
         assert count(Purchase, Purchase.user_id == reader_id) == 1
+
+
+def test_quick_purchases_race_each_other_and_the_view_and_overspend_nothing(
+    race_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The purchase made before Flask, on its own per-thread connections as in production,
+    racing purchases the view makes (a body it must read sends a request there)."""
+    caplog.set_level("INFO", logger="dispatch_pay.request")
+    inner: Any = race_app.wsgi_app
+    while not isinstance(inner, QuickPurchases):  # the app's own (testing: the session's)
+        inner = getattr(inner, "inner", None) or inner.app
+    quick = QuickPurchases(inner.app, race_app, PURCHASE_RESULT.dump, testing=False)
+    with race_app.app_context():
+        reader = make_user()
+        token = make_token(reader)
+        same = make_article(price=39).slug
+        slugs = [make_article(price=39).slug for _ in range(24)]
+        fund(reader.id, 1 + 12 * 39)
+        reader_id = reader.id
+    token_in_use(race_app, token)
+    learn = make_article_slug_for_learning(race_app)
+    first = Client(quick).post(f"/api/v1/articles/{learn}/purchase", headers=bearer(token))
+    assert first.status_code == 201 and quick.headers is not None  # the view's headers learned
+
+    def buy(slug: str, i: int) -> int:
+        body = {"data": b"{}", "content_type": "application/json"} if i % 2 else {}
+        viewed = {"json": {"expected_price": {"amount": 39, "currency": "usd"}}}
+        response = Client(quick).post(
+            f"/api/v1/articles/{slug}/purchase",
+            headers=bearer(token),
+            **(viewed if i % 3 == 0 else body),
+        )
+        return response.status_code
+
+    assert Counter(race(24, lambda i: buy(same, i))) == {201: 1, 200: 23}
+    results = race(24, lambda i: buy(slugs[i], i))
+    assert Counter(results) == {201: 11, 402: 13}  # 11 x 39 left after the first two
+    made = [
+        getattr(r, "fields", {}).get("cache")
+        for r in caplog.records
+        if getattr(r, "fields", {}).get("cache") == "quick-purchase"
+    ]
+    assert made, "the quick path made none of the purchases"
+    with race_app.app_context():
+        wallet = wallet_of(reader_id)
+        assert wallet.balance == 0
+        assert min(running_balances(wallet.id)) >= 0
+        assert count(Purchase, Purchase.user_id == reader_id) == 13
+        assert count(Entitlement, Entitlement.user_id == reader_id) == 13
+
+
+def make_article_slug_for_learning(app: Flask) -> str:
+    with app.app_context():
+        return make_article(price=1).slug
 
 
 def post_event(app: Flask, payload: bytes, headers: dict[str, str]) -> tuple[int, Any]:

@@ -162,7 +162,8 @@ def test_entitled_reads_from_the_render_cache_cost_the_caller_and_one_statement(
 ) -> None:
     """Once a text is rendered, an owner's read is one statement with a token (who the
     token is, the article, what they hold of it, the catalog version: answered before
-    Flask, see catalog/owner_reads.py), and the session and one statement in a browser."""
+    Flask, see catalog/owner_reads.py), and one in a browser too (the session's, with the
+    same: catalog/owner_pages.py)."""
     article = make_article(body="Words for owners.")
     grant(reader, article)
     token = make_token(reader)
@@ -178,7 +179,7 @@ def test_entitled_reads_from_the_render_cache_cost_the_caller_and_one_statement(
     counter.statements.clear()
     response = client.get(page)
     assert "Words for owners." in response.get_data(as_text=True)
-    assert len(counter.statements) == 2, counter.statements  # the session; the article
+    assert len(counter.statements) == 1, counter.statements
 
 
 def test_library(client: FlaskClient, count_queries: Measure, reader: User) -> None:
