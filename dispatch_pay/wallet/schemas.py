@@ -230,16 +230,6 @@ class TopUpStatusSchema(TopUpCreatedSchema):
 DAILY_CAP_MAXIMUM = 1_000_000
 
 
-class DailyCapSchema(MoneySchema):
-    amount = fields.Integer(
-        required=True,
-        strict=True,
-        validate=validate.Range(
-            min=0, max=DAILY_CAP_MAXIMUM, error="Must be between {min} and {max} minor units."
-        ),
-    )
-
-
 class SettingAmountSchema(MoneySchema):
     """An amount of a spending setting: not negative (the service checks the rest)."""
 
@@ -250,6 +240,10 @@ class SettingAmountSchema(MoneySchema):
             min=0, max=DAILY_CAP_MAXIMUM, error="Must be between {min} and {max} minor units."
         ),
     )
+
+
+class DailyCapSchema(SettingAmountSchema):
+    """The daily spending cap: an amount of a spending setting, in the wallet's currency."""
 
 
 class AutoTopUpInputSchema(Schema):
