@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, request, session
+from flask import Flask, get_flashed_messages, request, session
 from flask_wtf.csrf import generate_csrf
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import bindparam, select
@@ -87,8 +87,8 @@ def shell_key(
 def keep_shell(html: str, key: RenderKey) -> None:
     """The view rendered an entitled page for a reader with no gift links of it: keep it,
     split at this request's CSRF token (the only thing of the reader left in it)."""
-    if session.get(FLASHES):  # the page shows messages meant for this reader only
-        return
+    if get_flashed_messages() or session.get(FLASHES):
+        return  # the page shows messages meant for this reader only (read while rendering)
     token = generate_csrf()  # the request's token, already in the page
     parts = tuple(part.encode() for part in html.split(token))
     if len(parts) < 2:

@@ -231,8 +231,12 @@ def reverse_purchase(purchase: Purchase, wallet: Wallet, refunded_by: RefundedBy
 
 
 def lock_reader(user_id: int) -> None:
-    """Lock the reader's row for this transaction (for limits that span their wallets)."""
-    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    """Lock the reader's row for this transaction (for limits that span their wallets).
+
+    FOR NO KEY UPDATE: it serialises the holders of this lock, but not the rows that only
+    refer to the reader (a purchase's foreign key takes FOR KEY SHARE after locking the
+    wallet; FOR UPDATE here would wait for it the other way round: a deadlock)."""
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
 def _check_reader_may_refund(purchase: Purchase) -> None:
