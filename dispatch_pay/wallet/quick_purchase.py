@@ -329,7 +329,7 @@ class QuickPurchases:
 def register_quick_purchases(app: Flask, dump: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """On PostgreSQL only (the statements are PostgreSQL's); SQLite runs the view."""
     url = str(app.config.get("DATABASE_URL") or "")
-    if not url.startswith("postgresql") or not app.config.get("QUICK_PURCHASES", True):
+    if not url.startswith("postgresql"):
         return
     app.wsgi_app = QuickPurchases(  # type: ignore[method-assign]
         app.wsgi_app, app, dump, testing=app.testing
