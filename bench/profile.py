@@ -69,7 +69,8 @@ def scenarios(args: argparse.Namespace, scale: Scale) -> dict[str, Callable[[int
         target = article_slug((k + reader * 17) % scale.articles + 1)
         headers = {"Authorization": f"Bearer {pool_token(POOL_START + reader)}"}
         response = api.post(f"/api/v1/articles/{target}/purchase", headers=headers, json={})
-        assert response.status_code == 201, response.data
+        # 200: a pair bought before (the pairs are random; rare on a large database)
+        assert response.status_code in (200, 201), response.data
 
     references: dict[int, str] = {}
 
