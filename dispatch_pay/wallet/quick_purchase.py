@@ -8,8 +8,10 @@ transaction (autocommit: one round trip), with the guarantees of
 
 - It finds the caller by token and the article by slug, and locks the reader's wallet
   in the article's currency (`FOR UPDATE OF w`, the row lock every wallet change
-  takes). If another transaction held that lock, PostgreSQL re-checks the conditions
-  on the wallet row as that transaction left it, so the balance it checks is current.
+  takes) if nobody holds it (`SKIP LOCKED`). It never waits: a statement sees the
+  database as of its start, so one that waited could act on a cap, a price or a token
+  changed meanwhile. A wallet in use sends the request to the view, which locks first
+  and reads after.
 - It writes only the plain case, which it states in SQL: a live reader token whose last
   use needs no recording, not a publisher, a published priced article, a wallet that is
   not frozen and covers the price, no daily spending cap in that currency. Everything
@@ -65,9 +67,11 @@ MADE_KEY = "dispatch_pay.quick_purchase_made"  # set by the view on a plain 201
 EMPTY_BODIES = (b"", b"{}")
 PER_REQUEST_HEADERS = frozenset({"content-length", REQUEST_ID_HEADER.lower(), "set-cookie"})
 
-# One statement, in a transaction of its own: it locks the reader's wallet (`FOR UPDATE
-# OF w`: when a concurrent purchase or credit held the lock, PostgreSQL re-checks the
-# conditions on the wallet as that one left it) and writes only the plain case.
+# One statement, in a transaction of its own. It locks the reader's wallet only if the
+# lock is free (`SKIP LOCKED`): a statement reads the database as it was when it began,
+# so after waiting for a lock it could act on a cap, a price or a token that changed
+# meanwhile. A busy wallet means no row, nothing written, and the view (which locks
+# first, then reads) takes the request.
 _PURCHASE = text(
     """
     WITH t AS MATERIALIZED (
@@ -86,7 +90,7 @@ _PURCHASE = text(
           AND EXISTS (SELECT 1 FROM users u WHERE u.id = w.user_id AND u.role <> :publisher)
           AND NOT EXISTS (SELECT 1 FROM wallet_settings s
                           WHERE s.user_id = w.user_id AND s.daily_cap_currency = a.price_currency)
-        FOR UPDATE OF w
+        FOR UPDATE OF w SKIP LOCKED
     ), p AS (
         INSERT INTO purchases (user_id, article_id, wallet_id, amount, currency, status,
                                created_at)
