@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,7 +40,7 @@ def api(site: LiveSite) -> httpx2.Client:
 
 def new_reader(site: LiveSite, top_up: int = 500) -> str:
     with api(site) as http:
-        email = f"agent-owner-{id(http)}@example.com"
+        email = f"agent-owner-{uuid.uuid4().hex}@example.com"  # id() can repeat after GC
         created = http.post("/api/v1/readers", json={"email": email, "password": "x" * 12})
         assert created.status_code == 201, created.text
         token = str(created.json()["token"])
