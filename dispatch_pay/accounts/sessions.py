@@ -21,7 +21,7 @@ TOUCH_INTERVAL = timedelta(minutes=5)
 IDLE_LIMIT = timedelta(days=30)
 
 
-def _digest(secret: str) -> str:
+def session_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -34,7 +34,7 @@ def begin_session(user: User) -> UserSession:
     secret = secrets.token_urlsafe(32)
     record = UserSession(
         user=user,
-        token_hash=_digest(secret),
+        token_hash=session_digest(secret),
         user_agent=(request.user_agent.string or "")[:255],
         address=(request.remote_addr or "")[:64],
     )
@@ -67,7 +67,7 @@ def load_session_user() -> User | None:
     secret = session.get(SESSION_KEY)
     if not isinstance(secret, str) or not secret:
         return None
-    record = db.session.scalar(_SESSION_BY_HASH, {"token_hash": _digest(secret)})
+    record = db.session.scalar(_SESSION_BY_HASH, {"token_hash": session_digest(secret)})
     now = utcnow()
     if record is None or now - record.last_seen_at > IDLE_LIMIT:
         session.pop(SESSION_KEY, None)
@@ -81,7 +81,9 @@ def load_session_user() -> User | None:
 def end_current_session() -> None:
     secret = session.get(SESSION_KEY)
     if isinstance(secret, str) and secret:
-        db.session.execute(delete(UserSession).where(UserSession.token_hash == _digest(secret)))
+        db.session.execute(
+            delete(UserSession).where(UserSession.token_hash == session_digest(secret))
+        )
     session.clear()
     g.pop("_login_user", None)
     g.pop("user_session_id", None)

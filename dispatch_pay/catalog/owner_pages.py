@@ -22,10 +22,8 @@ Authorization header, a teaser, a kept page missing, a database error.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, get_flashed_messages, request, session
@@ -34,26 +32,24 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import bindparam, select
 from werkzeug.http import parse_cookie
 
-from dispatch_pay.accounts.sessions import SESSION_KEY, TOUCH_INTERVAL
+from dispatch_pay.accounts.sessions import SESSION_KEY, TOUCH_INTERVAL, session_digest
+from dispatch_pay.before_flask import Answer, BeforeFlask, statement_runner
 from dispatch_pay.catalog.full_text import origin_of
 from dispatch_pay.catalog.gate import Access, Holdings, holdings_columns, read_access
 from dispatch_pay.catalog.gifts import may_give
-from dispatch_pay.catalog.owner_reads import CATALOG_VERSION, fetcher, older_than
+from dispatch_pay.catalog.owner_reads import CATALOG_VERSION, older_than
 from dispatch_pay.catalog.render_cache import RenderKey, render_key, renders
-from dispatch_pay.request_log import REQUEST_ID_HEADER, log_request, request_id_for
 from models import Article, User, UserSession
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 PAGE_PATH = "/articles/"
 SLUG_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 SHELL_KEY = "dispatch_pay.owner_page_shell"  # set by the view when it kept the page
 FLASHES = "_flashes"
 CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's, so the tokens signed here validate there
-# Headers of the view's answer that describe it (not this request): kept and replayed.
 VERIFIED_COOKIES = 4096  # per process: the oldest are forgotten (and checked again) first
-PER_REQUEST_HEADERS = frozenset({"content-length", REQUEST_ID_HEADER.lower(), "set-cookie"})
 
 # The caller (by session) and the article, with what the caller holds of it.
 _READ = (
@@ -106,16 +102,17 @@ def _slug(path: str) -> str | None:
     return slug
 
 
-class OwnerPages:
+class OwnerPages(BeforeFlask):
     """WSGI middleware: a reader's kept full page, through the read gate."""
 
+    cache = "owner-page"
+
     def __init__(self, app: WSGIApplication, flask_app: Flask, testing: bool) -> None:
-        self.app = app
+        super().__init__(app, SHELL_KEY)
         self.flask_app = flask_app
         self.fixed_origin = bool(flask_app.config.get("PUBLIC_BASE_URL"))
         self.cookie = str(flask_app.config.get("SESSION_COOKIE_NAME") or "session")
-        self.headers: list[tuple[str, str]] | None = None  # the view's, learned once
-        self.fetch: Callable[[str, str], Any] = fetcher(_READ, testing)
+        self.fetch = statement_runner(_READ, testing)
         self.sessions: Any = None
         self.csrf: URLSafeTimedSerializer | None = None
         self.csrf_field = "csrf_token"
@@ -126,35 +123,39 @@ class OwnerPages:
         self.verified: dict[str, tuple[dict[str, Any], float]] = {}
         self.tokens: dict[str, tuple[int, bytes]] = {}
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        served = self._try(environ, start_response, started)
-        if served is not None:
-            return served
-        if self.headers is None:
-            return self._learn_headers(environ, start_response)
-        return self.app(environ, start_response)
+    def learned(self) -> None:
+        """The app's secrets are final once the view has kept a page: the serializers."""
+        app = self.flask_app
+        self.sessions = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        self.max_age = int(app.permanent_session_lifetime.total_seconds())
+        secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
+        assert secret, "CSRF needs a secret key"  # the view just signed a token with it
+        self.csrf = URLSafeTimedSerializer(secret, salt=CSRF_SALT)
+        self.csrf_field = str(app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token")
+
+    def _remember(self, store: dict[str, Any], key: str, value: Any) -> None:
+        with self.lock:
+            store[key] = value
+            while len(store) > VERIFIED_COOKIES:
+                store.pop(next(iter(store)))
 
     def _cookie(self, environ: WSGIEnvironment) -> dict[str, Any] | None:
         value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.cookie)
         if not value or self.sessions is None:
             return None
-        now = time.time()
         with self.lock:
             known = self.verified.get(value)
         if known is not None:
             data, signed_at = known
-            return data if now - signed_at <= self.max_age else None
+            return data if time.time() - signed_at <= self.max_age else None
         try:
             data, signed = self.sessions.loads(value, max_age=self.max_age, return_timestamp=True)
         except BadData:
             return None
         if not isinstance(data, dict):
             return None
-        with self.lock:  # this exact string verified: its signature need not be checked again
-            self.verified[value] = (data, signed.timestamp())
-            while len(self.verified) > VERIFIED_COOKIES:
-                self.verified.pop(next(iter(self.verified)))
+        # This exact string verified: its signature need not be checked again.
+        self._remember(self.verified, value, (data, signed.timestamp()))
         return data
 
     def _csrf_token(self, raw: str) -> bytes:
@@ -167,16 +168,11 @@ class OwnerPages:
         if known is not None and known[0] == second:
             return known[1]
         token = self.csrf.dumps(raw).encode()
-        with self.lock:
-            self.tokens[raw] = (second, token)
-            while len(self.tokens) > VERIFIED_COOKIES:
-                self.tokens.pop(next(iter(self.tokens)))
+        self._remember(self.tokens, raw, (second, token))
         return token
 
-    def _try(
-        self, environ: WSGIEnvironment, start_response: StartResponse, started: float
-    ) -> Iterable[bytes] | None:
-        if self.headers is None or environ.get("REQUEST_METHOD") != "GET":
+    def answer(self, environ: WSGIEnvironment) -> Answer | None:
+        if environ.get("REQUEST_METHOD") != "GET":
             return None
         if environ.get("QUERY_STRING") or environ.get("HTTP_AUTHORIZATION"):
             return None
@@ -188,7 +184,7 @@ class OwnerPages:
         if not (isinstance(secret, str) and secret and isinstance(raw_csrf, str) and raw_csrf):
             return None
         try:
-            row = self.fetch(slug, hashlib.sha256(secret.encode()).hexdigest())
+            row = self.fetch({"slug": slug, "token_hash": session_digest(secret)})
         except Exception:  # any database trouble: Flask answers (and reports) it
             return None
         if row is None or older_than(row[0], TOUCH_INTERVAL):
@@ -204,43 +200,4 @@ class OwnerPages:
         parts = renders.get(key)
         if parts is None or self.csrf is None:
             return None
-        body = self._csrf_token(raw_csrf).join(parts)
-        rid = request_id_for(environ)
-        headers = [*self.headers, ("Content-Length", str(len(body))), (REQUEST_ID_HEADER, rid)]
-        start_response("200 OK", headers)
-        log_request(
-            {
-                "request_id": rid,
-                "method": "GET",
-                "path": environ.get("PATH_INFO", ""),
-                "status": 200,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "user_id": row[1],
-                "remote_addr": environ.get("REMOTE_ADDR"),
-                "cache": "owner-page",
-            }
-        )
-        return [body]
-
-    def _learn_headers(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """The first page the view keeps tells which headers such an answer has (and the
-        app's secrets are final by then: the serializers are built here)."""
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if status.startswith("200") and environ.get(SHELL_KEY):
-                self._build_serializers()
-                self.headers = [(k, v) for k, v in headers if k.lower() not in PER_REQUEST_HEADERS]
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, capture)
-
-    def _build_serializers(self) -> None:
-        app = self.flask_app
-        self.sessions = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
-        self.max_age = int(app.permanent_session_lifetime.total_seconds())
-        secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
-        assert secret, "CSRF needs a secret key"  # the view just signed a token with it
-        self.csrf = URLSafeTimedSerializer(secret, salt=CSRF_SALT)
-        self.csrf_field = str(app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token")
+        return self._csrf_token(raw_csrf).join(parts), row[1]

@@ -15,42 +15,33 @@ error) the request goes to Flask unchanged, which answers it the usual way.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Select, bindparam, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import bindparam, select
 
 from dispatch_pay.accounts.services import TOKEN_TOUCH_INTERVAL, token_digest
+from dispatch_pay.before_flask import Answer, BeforeFlask, statement_runner
 from dispatch_pay.catalog.full_text import origin_of
 from dispatch_pay.catalog.gate import Access, Holdings, holdings_columns, read_access
 from dispatch_pay.catalog.render_cache import render_key, renders
-from dispatch_pay.request_log import REQUEST_ID_HEADER, log_request, request_id_for
 from models import (
     CATALOG_STATE_ID,
     ApiToken,
     Article,
     CatalogState,
     User,
-    db,
     utcnow,
 )
-from models.base import build_engine
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 PATH = re.compile(r"/api/v1/articles/([A-Za-z0-9][A-Za-z0-9_-]{0,199})")
 BEARER = re.compile(r"[Bb]earer ([A-Za-z0-9_.~+/=-]{1,200})")
 JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 RENDERED_KEY = "dispatch_pay.owner_read_rendered"  # set by the view on a JSON 200
-# Headers of the view's answer that describe it (not this request): kept and replayed.
-PER_REQUEST_HEADERS = frozenset({"content-length", REQUEST_ID_HEADER.lower(), "set-cookie"})
 
 CATALOG_VERSION = select(CatalogState.version).where(CatalogState.id == CATALOG_STATE_ID)
 # The caller (by token) and the article, with what the caller holds of it: one statement.
@@ -80,28 +71,18 @@ def mark_rendered(environ: dict[str, Any]) -> None:
     environ[RENDERED_KEY] = True
 
 
-class OwnerReads:
+class OwnerReads(BeforeFlask):
     """WSGI middleware: an owner's article JSON from the render cache, through the gate."""
 
+    cache = "owner"
+
     def __init__(self, app: WSGIApplication, fixed_origin: bool, testing: bool) -> None:
-        self.app = app
+        super().__init__(app, RENDERED_KEY)
         self.fixed_origin = fixed_origin
-        self.headers: list[tuple[str, str]] | None = None  # the view's, learned once
-        self.fetch: Callable[[str, str], Any] = fetcher(_READ, testing)
+        self.fetch = statement_runner(_READ, testing)
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        served = self._try(environ, start_response, started)
-        if served is not None:
-            return served
-        if self.headers is None:
-            return self._learn_headers(environ, start_response)
-        return self.app(environ, start_response)
-
-    def _try(
-        self, environ: WSGIEnvironment, start_response: StartResponse, started: float
-    ) -> Iterable[bytes] | None:
-        if self.headers is None or environ.get("REQUEST_METHOD") != "GET":
+    def answer(self, environ: WSGIEnvironment) -> Answer | None:
+        if environ.get("REQUEST_METHOD") != "GET":
             return None
         if environ.get("QUERY_STRING") or environ.get("HTTP_ACCEPT", "") not in JSON_ACCEPTS:
             return None
@@ -110,7 +91,7 @@ class OwnerReads:
         if path is None or bearer is None:
             return None
         try:
-            row = self.fetch(path.group(1), token_digest(bearer.group(1)))
+            row = self.fetch({"slug": path.group(1), "token_hash": token_digest(bearer.group(1))})
         except Exception:  # any database trouble: Flask answers (and reports) it
             return None
         if row is None or older_than(row[3], TOKEN_TOUCH_INTERVAL):
@@ -125,40 +106,7 @@ class OwnerReads:
             "json", row[4], shown, int(row[9] or 0), origin_of(environ, self.fixed_origin)
         )
         body = renders.get(key)
-        if body is None:
-            return None
-        rid = request_id_for(environ)
-        headers = [
-            *self.headers,
-            ("Content-Length", str(len(body))),
-            (REQUEST_ID_HEADER, rid),
-        ]
-        start_response("200 OK", headers)
-        log_request(
-            {
-                "request_id": rid,
-                "method": "GET",
-                "path": environ.get("PATH_INFO", ""),
-                "status": 200,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "user_id": row[0],
-                "remote_addr": environ.get("REMOTE_ADDR"),
-                "cache": "owner",
-            }
-        )
-        return [body]
-
-    def _learn_headers(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """The first JSON 200 the view renders tells which headers such an answer has."""
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if status.startswith("200") and environ.get(RENDERED_KEY):
-                self.headers = [(k, v) for k, v in headers if k.lower() not in PER_REQUEST_HEADERS]
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, capture)
+        return None if body is None else (body, row[0])
 
 
 def older_than(moment: Any, interval: timedelta) -> bool:
@@ -170,67 +118,3 @@ def older_than(moment: Any, interval: timedelta) -> bool:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return bool(utcnow() - moment > interval)
-
-
-def fetcher(statement: Select[Any], testing: bool) -> Callable[[str, str], Any]:
-    """`statement`'s first row for (slug, token_hash): on a per-thread autocommit
-    connection, or in tests through the session (which sees the test's uncommitted rows)."""
-    if testing:
-        return lambda slug, token_hash: db.session.execute(
-            statement, {"slug": slug, "token_hash": token_hash}
-        ).first()
-    return _ThreadFetch(statement)
-
-
-class _ThreadFetch:
-    """The statement on a DB-API connection each thread keeps, in autocommit: one round
-    trip, no BEGIN or COMMIT, nothing held between requests (as the catalog version
-    reader of public_cache.py does, on a pool of its own for the same reason)."""
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-        self.local = threading.local()
-        self.lock = threading.Lock()
-        self.engine: Engine | None = None
-        self.sql = ""
-        self.positions: list[str] | None = None
-        self.compiled: Any = None
-
-    def __call__(self, slug: str, token_hash: str) -> Any:
-        connection = getattr(self.local, "connection", None)
-        try:
-            if connection is None:
-                connection = self._connect()
-            params = self.compiled.construct_params({"slug": slug, "token_hash": token_hash})
-            cursor = connection.cursor()
-            try:
-                if self.positions is not None:
-                    cursor.execute(self.sql, tuple(params[name] for name in self.positions))
-                else:
-                    cursor.execute(self.sql, params)
-                return cursor.fetchone()
-            finally:
-                cursor.close()
-        except Exception:
-            self.local.connection = None
-            if connection is not None:
-                with contextlib.suppress(Exception):  # it is being thrown away anyway
-                    connection.invalidate()
-            raise
-
-    def _connect(self) -> Any:
-        with self.lock:
-            if self.engine is None:
-                assert db.engine is not None
-                url = db.engine.url.render_as_string(hide_password=False)
-                self.engine = build_engine(url, poolclass=NullPool)
-                self.compiled = self.statement.compile(dialect=self.engine.dialect)
-                self.sql = str(self.compiled)
-                positional = self.engine.dialect.paramstyle in ("qmark", "numeric", "format")
-                self.positions = list(self.compiled.positiontup or []) if positional else None
-        connection = self.engine.raw_connection()
-        if self.engine.dialect.name == "postgresql":
-            connection.driver_connection.autocommit = True  # type: ignore[union-attr]
-        # (SQLite connections already run in autocommit: see models/base.py.)
-        self.local.connection = connection
-        return connection

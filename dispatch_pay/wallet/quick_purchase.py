@@ -30,23 +30,20 @@ failed wrote nothing. SQLite runs the view only.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from sqlalchemy import text
-from sqlalchemy.pool import NullPool
 
 from dispatch_pay.accounts.services import TOKEN_TOUCH_INTERVAL, token_digest
+from dispatch_pay.before_flask import Answer, BeforeFlask, statement_runner
+from dispatch_pay.catalog.owner_reads import BEARER
 from dispatch_pay.money import money
-from dispatch_pay.request_log import REQUEST_ID_HEADER, log_request, request_id_for
 from models import (
     ENTRY_PURCHASE,
     PURCHASE_ACTIVE,
@@ -56,16 +53,13 @@ from models import (
     db,
     utcnow,
 )
-from models.base import build_engine
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 PATH = re.compile(r"/api/v1/articles/([A-Za-z0-9][A-Za-z0-9_-]{0,199})/purchase")
-BEARER = re.compile(r"[Bb]earer ([A-Za-z0-9_.~+/=-]{1,200})")
 MADE_KEY = "dispatch_pay.quick_purchase_made"  # set by the view on a plain 201
 EMPTY_BODIES = (b"", b"{}")
-PER_REQUEST_HEADERS = frozenset({"content-length", REQUEST_ID_HEADER.lower(), "set-cookie"})
 
 # One statement, in a transaction of its own. It locks the reader's wallet only if the
 # lock is free (`SKIP LOCKED`): a statement reads the database as it was when it began,
@@ -139,80 +133,16 @@ class MadePurchase:
     refunded_at: datetime | None = None
 
 
-class Statement:
-    """Runs the statement as a transaction of its own: its first row, or None."""
-
-    def __call__(self, params: dict[str, Any]) -> Any: ...
-
-    def discard(self) -> None:
-        """After an error: nothing of it may stay (connection, transaction)."""
-
-
-class _InSession(Statement):
-    """Tests: through the session (which sees, and commits within, the test's transaction)."""
-
-    def __call__(self, params: dict[str, Any]) -> Any:
-        row = db.session.execute(_PURCHASE, params).first()
-        db.session.commit()
-        # What the statement changed is not in objects the test loaded before (a request
-        # in production starts with an empty session).
-        db.session.expire_all()
-        return row
-
-    def discard(self) -> None:
-        db.session.rollback()
-
-
-class _OnThreadConnection(Statement):
-    """A DB-API connection each thread keeps, in autocommit (the statement is the whole
-    transaction: one round trip), on a pool of its own, as owner_reads.py does."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        self.lock = threading.Lock()
-        self.engine: Any = None
-        self.sql = ""
-        self.compiled: Any = None
-
-    def __call__(self, params: dict[str, Any]) -> Any:
-        connection = getattr(self.local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-        cursor = connection.cursor()
-        try:
-            cursor.execute(self.sql, self.compiled.construct_params(params))
-            return cursor.fetchone()
-        finally:
-            cursor.close()
-
-    def _connect(self) -> Any:
-        with self.lock:
-            if self.engine is None:
-                assert db.engine is not None
-                url = db.engine.url.render_as_string(hide_password=False)
-                self.engine = build_engine(url, poolclass=NullPool)
-                self.compiled = _PURCHASE.compile(dialect=self.engine.dialect)
-                self.sql = str(self.compiled)
-        connection = self.engine.raw_connection()
-        connection.driver_connection.autocommit = True
-        self.local.connection = connection
-        return connection
-
-    def discard(self) -> None:
-        connection = getattr(self.local, "connection", None)
-        self.local.connection = None
-        if connection is not None:
-            with contextlib.suppress(Exception):  # thrown away anyway
-                connection.invalidate()
-
-
 def mark_made(environ: dict[str, Any]) -> None:
     """Called by the view when it answered a plain purchase with 201."""
     environ[MADE_KEY] = True
 
 
-class QuickPurchases:
-    """WSGI middleware: the plain wallet purchase, in one transaction, before Flask."""
+class QuickPurchases(BeforeFlask):
+    """WSGI middleware: the plain wallet purchase, in one statement, before Flask."""
+
+    status = "201 CREATED"
+    cache = "quick-purchase"
 
     def __init__(
         self,
@@ -221,25 +151,15 @@ class QuickPurchases:
         dump: Callable[[dict[str, Any]], dict[str, Any]],
         testing: bool,
     ) -> None:
-        self.app = app
+        super().__init__(app, MADE_KEY)
         self.flask_app = flask_app
         self.dump = dump
-        self.headers: list[tuple[str, str]] | None = None  # the view's, learned once
-        self.statement: Statement = _InSession() if testing else _OnThreadConnection()
+        self.statement = statement_runner(_PURCHASE, testing, writes=True)
         self.testing = testing
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.perf_counter()
-        served = self._try(environ, start_response, started)
-        if served is not None:
-            return served
-        if self.headers is None:
-            return self._learn_headers(environ, start_response)
-        return self.app(environ, start_response)
 
     def _plain_request(self, environ: WSGIEnvironment) -> tuple[str, str] | None:
         """(slug, token) of a plain purchase request; its body is left for Flask to read."""
-        if self.headers is None or environ.get("REQUEST_METHOD") != "POST":
+        if environ.get("REQUEST_METHOD") != "POST":
             return None
         if environ.get("QUERY_STRING") or environ.get("HTTP_TRANSFER_ENCODING"):
             return None
@@ -257,9 +177,7 @@ class QuickPurchases:
                 return None
         return path.group(1), bearer.group(1)
 
-    def _try(
-        self, environ: WSGIEnvironment, start_response: StartResponse, started: float
-    ) -> Iterable[bytes] | None:
+    def answer(self, environ: WSGIEnvironment) -> Answer | None:
         plain = self._plain_request(environ)
         if plain is None:
             return None
@@ -269,29 +187,12 @@ class QuickPurchases:
         try:
             made = self._purchase(slug, token_digest(secret))
         except Exception:  # any database trouble: Flask answers (and reports) it
-            self.statement.discard()
             return None
         if made is None:
             return None
         answer, user_id = made
         body = (self.flask_app.json.dumps(answer, separators=(",", ":")) + "\n").encode()
-        rid = request_id_for(environ)
-        assert self.headers is not None
-        headers = [*self.headers, ("Content-Length", str(len(body))), (REQUEST_ID_HEADER, rid)]
-        start_response("201 CREATED", headers)
-        log_request(
-            {
-                "request_id": rid,
-                "method": "POST",
-                "path": environ.get("PATH_INFO", ""),
-                "status": 201,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "user_id": user_id,
-                "remote_addr": environ.get("REMOTE_ADDR"),
-                "cache": "quick-purchase",
-            }
-        )
-        return [body]
+        return body, user_id
 
     def _purchase(self, slug: str, token_hash: str) -> tuple[dict[str, Any], int] | None:
         """The answer's body (as `PurchaseResultSchema` dumps it) and the buyer, if made."""
@@ -316,18 +217,6 @@ class QuickPurchases:
         made = MadePurchase(purchase_id, ArticleRef(slug), price, currency, now)
         body = self.dump({"purchase": made, "wallet": {"balance": money(balance, currency)}})
         return body, user_id
-
-    def _learn_headers(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        """The first plain 201 the view gives tells which headers such an answer has."""
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if status.startswith("201") and environ.get(MADE_KEY):
-                self.headers = [(k, v) for k, v in headers if k.lower() not in PER_REQUEST_HEADERS]
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, capture)
 
 
 def register_quick_purchases(app: Flask, dump: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

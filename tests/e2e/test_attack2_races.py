@@ -14,11 +14,11 @@ from sqlalchemy import text
 from werkzeug.test import Client
 
 from models import db
-from tests.e2e.test_attack_quick_purchase_races import quick_of
 from tests.e2e.test_concurrency import (
     books_balance_afterwards,
     fund,
     own_stripe,
+    quick_of,
     race_app,
     token_in_use,
 )

@@ -14,14 +14,13 @@ from flask import Flask
 from sqlalchemy import text
 from werkzeug.test import Client
 
-from dispatch_pay.wallet.api import PURCHASE_RESULT
-from dispatch_pay.wallet.quick_purchase import QuickPurchases
 from dispatch_pay.wallet.services import purchase_article
 from models import db
 from tests.e2e.test_concurrency import (
     books_balance_afterwards,
     fund,
     own_stripe,
+    quick_of,
     race_app,
     token_in_use,
 )
@@ -32,14 +31,6 @@ from tests.support.servers import wait_until
 __all__ = ["books_balance_afterwards", "own_stripe", "race_app"]  # fixtures used here
 
 pytestmark = [pytest.mark.postgres_only]
-
-
-def quick_of(app: Flask) -> QuickPurchases:
-    """The quick path on its own per-thread connections, as in production."""
-    inner: Any = app.wsgi_app
-    while not isinstance(inner, QuickPurchases):
-        inner = getattr(inner, "inner", None) or inner.app
-    return QuickPurchases(inner.app, app, PURCHASE_RESULT.dump, testing=False)
 
 
 def deadlocks(engine: Any) -> int:

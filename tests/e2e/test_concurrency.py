@@ -219,10 +219,7 @@ def test_quick_purchases_race_each_other_and_the_view_and_overspend_nothing(
     """The purchase made before Flask, on its own per-thread connections as in production,
     racing purchases the view makes (a body it must read sends a request there)."""
     caplog.set_level("INFO", logger="dispatch_pay.request")
-    inner: Any = race_app.wsgi_app
-    while not isinstance(inner, QuickPurchases):  # the app's own (testing: the session's)
-        inner = getattr(inner, "inner", None) or inner.app
-    quick = QuickPurchases(inner.app, race_app, PURCHASE_RESULT.dump, testing=False)
+    quick = quick_of(race_app)
     with race_app.app_context():
         reader = make_user()
         token = make_token(reader)
@@ -259,6 +256,15 @@ def test_quick_purchases_race_each_other_and_the_view_and_overspend_nothing(
         assert min(running_balances(wallet.id)) >= 0
         assert count(Purchase, Purchase.user_id == reader_id) == 14
         assert count(Entitlement, Entitlement.user_id == reader_id) == 14
+
+
+def quick_of(app: Flask) -> QuickPurchases:
+    """The quick path on its own per-thread connections, as in production, in place of
+    the app's own (which in tests runs through the session)."""
+    inner: Any = app.wsgi_app
+    while not isinstance(inner, QuickPurchases):
+        inner = getattr(inner, "inner", None) or inner.app
+    return QuickPurchases(inner.app, app, PURCHASE_RESULT.dump, testing=False)
 
 
 def make_article_slug_for_learning(app: Flask) -> str:

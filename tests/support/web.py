@@ -98,3 +98,14 @@ def links_outside(text: str, origin: str) -> list[str]:
         for u in urls
         if u != origin and not u.startswith(origin + "/") and not any(ns in u for ns in NAMESPACES)
     ]
+
+
+def answered_before_flask(caplog: Any, response: TestResponse, cache: str) -> bool:
+    """`response` was answered before Flask by the layer that logs `cache` (its request
+    line says so; Flask's own lines take their request id from `g`, not their fields)."""
+    rid = response.headers["X-Request-ID"]
+    for record in caplog.records:
+        fields = getattr(record, "fields", None) or {}
+        if fields.get("request_id") == rid:
+            return bool(fields.get("cache") == cache)
+    return False

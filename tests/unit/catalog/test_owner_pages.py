@@ -13,20 +13,15 @@ from werkzeug.test import TestResponse
 
 from models import ROLE_PUBLISHER, Entitlement, GiftLink, UserSession, db, utcnow
 from tests.support.factories import grant, make_article, make_user
-from tests.support.web import CSRF_META, log_in
+from tests.support.web import CSRF_META, answered_before_flask, log_in
 
 TEXT = "Words that only owners read."
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def kept(caplog: pytest.LogCaptureFixture, response: TestResponse) -> bool:
-    """`response` was the kept page, answered before Flask (as its request line says)."""
-    rid = response.headers["X-Request-ID"]
-    for record in caplog.records:
-        fields = getattr(record, "fields", None) or {}
-        if fields.get("request_id") == rid:  # Flask's own lines get theirs from `g`
-            return bool(fields.get("cache") == "owner-page")
-    return False
+    """`response` was the kept page, answered before Flask."""
+    return answered_before_flask(caplog, response, "owner-page")
 
 
 def csrf_of(response: TestResponse) -> str:

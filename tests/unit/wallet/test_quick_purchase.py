@@ -28,6 +28,7 @@ from models import (
 )
 from tests.support.factories import bearer, make_agent_token, make_article, make_token, make_user
 from tests.support.wallet import fund
+from tests.support.web import answered_before_flask
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
 
@@ -44,13 +45,8 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
 
 
 def quick(caplog: pytest.LogCaptureFixture, response: TestResponse) -> bool:
-    """`response` was made before Flask (as its request line says)."""
-    rid = response.headers["X-Request-ID"]
-    for record in caplog.records:
-        fields = getattr(record, "fields", None) or {}
-        if fields.get("request_id") == rid:  # Flask's own lines get theirs from `g`
-            return bool(fields.get("cache") == "quick-purchase")
-    return False
+    """`response` was made before Flask."""
+    return answered_before_flask(caplog, response, "quick-purchase")
 
 
 def buy(client: FlaskClient, token: str, slug: str, **kwargs: Any) -> TestResponse:
