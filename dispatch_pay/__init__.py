@@ -18,6 +18,7 @@ from dispatch_pay.request_log import register_request_logging
 from dispatch_pay.security import register_security, trust_proxies
 from dispatch_pay.wallet.api import PURCHASE_RESULT
 from dispatch_pay.wallet.quick_purchase import register_quick_purchases
+from dispatch_pay.webhooks.quick_credit import register_quick_credits
 from models import User, db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,7 @@ def create_app(
     register_commands(app)
     register_public_cache(app)
     register_quick_purchases(app, PURCHASE_RESULT.dump)
+    register_quick_credits(app)
     register_mcp(app)
     register_listeners()
     trust_proxies(app)  # last: the outermost middleware (see its docstring)

@@ -6,19 +6,24 @@ commit (or roll back) together, and `flask send-mail` delivers what was committe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from flask import current_app, has_request_context, url_for
+from flask import Flask, current_app, has_request_context, url_for
 from sqlalchemy import ColumnElement, func, or_, select
 
 from dispatch_pay.errors import DomainError
 from models import OutboxMessage, db, utcnow
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 # Mail that anyone can make the site send to any address (sign-in links, resets, email
 # changes) is limited per recipient, so the forms cannot be used to mail-bomb a stranger.
@@ -124,18 +129,16 @@ def queue_mail(
     address = check_address(to)
     if header_injection(subject):
         raise DomainError("invalid_fields", "The subject cannot contain line breaks.", status=422)
-    context = {"site_name": current_app.config["SITE_NAME"], "subject": subject, **context}
-    domain = address_domain(current_app.config["MAIL_FROM"])
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    text_body, html_body = mail_bodies(app, kind, subject, context)
     message = OutboxMessage(
         kind=kind,
         to_address=address,
         subject=subject,
-        text_body=_render(f"mail/{kind}.txt", context),
-        html_body=_render(f"mail/{kind}.html", context),
+        text_body=text_body,
+        html_body=html_body,
         message_id=(
-            dedupe_message_id(dedupe_key)
-            if dedupe_key is not None
-            else f"<{secrets.token_hex(16)}@{domain}>"
+            dedupe_message_id(dedupe_key) if dedupe_key is not None else new_message_id(app.config)
         ),
         next_attempt_at=utcnow(),
     )
@@ -144,25 +147,51 @@ def queue_mail(
     return message
 
 
-def _render(name: str, context: dict[str, Any]) -> str:
-    """A mail template, without the page context processors (no request is needed:
-    mail is also queued by webhooks and command-line runs)."""
-    return current_app.jinja_env.get_template(name).render(context)
+def mail_bodies(app: Flask, kind: str, subject: str, context: dict[str, Any]) -> tuple[str, str]:
+    """`mail/<kind>.txt` and `.html` rendered, without the page context processors and
+    with no context pushed (mail is also queued by webhooks, command-line runs, and a
+    credit made before Flask)."""
+    context = {"site_name": app.config["SITE_NAME"], "subject": subject, **context}
+    environment = app.jinja_env
+    return (
+        environment.get_template(f"mail/{kind}.txt").render(context),
+        environment.get_template(f"mail/{kind}.html").render(context),
+    )
+
+
+def new_message_id(config: Mapping[str, Any]) -> str:
+    return f"<{secrets.token_hex(16)}@{address_domain(config['MAIL_FROM'])}>"
 
 
 def absolute_url(endpoint: str, **values: Any) -> str:
     """A link for a message: PUBLIC_BASE_URL when set, else the request's origin; also
     outside requests (a webhook retried by `reconcile`, a CLI command)."""
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    if not base and has_request_context():
+    if not current_app.config.get("PUBLIC_BASE_URL") and has_request_context():
         return url_for(endpoint, _external=True, **values)
-    parts = urlsplit(base or f"http://{current_app.config.get('SERVER_NAME') or 'localhost'}")
-    adapter = current_app.url_map.bind(
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return absolute_url_of(app, endpoint, values)
+
+
+def absolute_url_of(
+    app: Flask,
+    endpoint: str,
+    values: dict[str, Any],
+    environ: WSGIEnvironment | None = None,
+) -> str:
+    """`absolute_url` with no context pushed: `environ` is the request's, if any."""
+    base = app.config.get("PUBLIC_BASE_URL")
+    if not base and environ is not None:  # as url_for(_external=True) in that request
+        adapter = app.create_url_adapter(app.request_class(environ))
+        assert adapter is not None
+        return adapter.build(endpoint, values, force_external=True)
+    parts = urlsplit(base or f"http://{app.config.get('SERVER_NAME') or 'localhost'}")
+    adapter = app.url_map.bind(
         parts.netloc, script_name=parts.path.rstrip("/") or None, url_scheme=parts.scheme
     )
     return adapter.build(endpoint, values, force_external=True)
 
 
+@functools.lru_cache(maxsize=64)
 def address_domain(from_header: str) -> str:
     _name, address = parseaddr(from_header)
     return address.rpartition("@")[2] or "localhost"

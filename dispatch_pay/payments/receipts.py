@@ -7,6 +7,8 @@ top-up's stored details and the seller configured on the server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -16,9 +18,11 @@ from dispatch_pay.mail.outbox import absolute_url, queue_mail
 from dispatch_pay.money import format_money
 from models import TopUp, User, db
 
+RECEIPT_ENDPOINT = "receipts.receipt_page"  # the printable receipt, by PaymentIntent id
 
-def seller() -> dict[str, str]:
-    config = current_app.config
+
+def seller(config: Mapping[str, Any] | None = None) -> dict[str, str]:
+    config = current_app.config if config is None else config
     return {
         "name": config.get("SELLER_NAME") or config["SITE_NAME"],
         "address": config.get("SELLER_ADDRESS") or "",
@@ -26,17 +30,52 @@ def seller() -> dict[str, str]:
     }
 
 
+def receipt_number(topup_id: int) -> str:
+    return f"R-{topup_id:08d}"
+
+
 def receipt_of(topup: TopUp) -> dict[str, Any]:
+    return receipt_values(
+        number=receipt_number(topup.id),
+        payment_intent_id=topup.payment_intent_id,
+        credited_at=topup.credited_at,
+        amount=topup.amount,
+        currency=topup.currency,
+        card_brand=topup.card_brand,
+        card_last4=topup.card_last4,
+        charge_id=topup.charge_id,
+        config=current_app.config,
+    )
+
+
+def receipt_values(
+    *,
+    number: str,
+    payment_intent_id: str | None,
+    credited_at: datetime | None,
+    amount: int,
+    currency: str,
+    card_brand: str | None,
+    card_last4: str | None,
+    charge_id: str | None,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A receipt as pages and mail show it (also for a credit made before Flask, which
+    has no application context: see webhooks/quick_credit.py)."""
     return {
-        "id": topup.payment_intent_id,
-        "number": f"R-{topup.id:08d}",
-        "seller": seller(),
-        "date": topup.credited_at,
-        "amount": {"amount": topup.amount, "currency": topup.currency},
-        "amount_text": format_money(topup.amount, topup.currency),
-        "card": {"brand": topup.card_brand, "last4": topup.card_last4},
-        "charge_id": topup.charge_id,
+        "id": payment_intent_id,
+        "number": number,
+        "seller": seller(config),
+        "date": credited_at,
+        "amount": {"amount": amount, "currency": currency},
+        "amount_text": format_money(amount, currency),
+        "card": {"brand": card_brand, "last4": card_last4},
+        "charge_id": charge_id,
     }
+
+
+def receipt_subject(receipt: dict[str, Any]) -> str:
+    return f"Receipt {receipt['number']}: {receipt['amount_text']} added to your wallet"
 
 
 def receipt_for(user: User, payment_intent_id: str) -> dict[str, Any]:
@@ -58,9 +97,9 @@ def queue_receipt(topup: TopUp, card_brand: str | None, card_last4: str | None) 
     queue_mail(
         "receipt",
         user.email,
-        f"Receipt {receipt['number']}: {receipt['amount_text']} added to your wallet",
+        receipt_subject(receipt),
         receipt=receipt,
-        url=absolute_url("receipts.receipt_page", topup_id=topup.payment_intent_id),
+        url=absolute_url(RECEIPT_ENDPOINT, topup_id=topup.payment_intent_id),
     )
 
 

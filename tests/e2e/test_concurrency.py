@@ -8,6 +8,7 @@ their PaymentIntents). All racers of a test wait on a barrier and start together
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections import Counter
@@ -25,17 +26,19 @@ from werkzeug.test import Client
 from dispatch_pay import create_app
 from dispatch_pay.cli import alembic_config
 from dispatch_pay.payments import services as payments
-from dispatch_pay.payments.gateway import require_gateway
+from dispatch_pay.payments.gateway import Intent, require_gateway
 from dispatch_pay.wallet import crediting
 from dispatch_pay.wallet.api import PURCHASE_RESULT
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from dispatch_pay.wallet.quick_purchase import QuickPurchases
+from dispatch_pay.webhooks.quick_credit import QuickCredits
 from models import (
     ENTRY_ADJUSTMENT,
     ENTRY_TOPUP,
     Entitlement,
     LedgerEntry,
+    OutboxMessage,
     Purchase,
     Wallet,
     WebhookEvent,
@@ -352,6 +355,74 @@ def test_10_different_events_for_one_payment_intent_credit_once(race_app: Flask)
         assert count(LedgerEntry, LedgerEntry.payment_intent_id == pi_id) == 1
         ids = [evt["id"] for evt in events]
         assert count(WebhookEvent, WebhookEvent.stripe_event_id.in_(ids)) == 10
+
+
+def quick_credits_of(app: Flask) -> QuickCredits:
+    """The quick credit on its own per-thread connections, as in production."""
+    inner: Any = app.wsgi_app
+    while not isinstance(inner, QuickCredits):
+        inner = getattr(inner, "inner", None) or inner.app
+    return QuickCredits(inner.app, app, testing=False)
+
+
+def test_quick_credits_race_each_other_the_view_and_the_synchronous_credit(
+    race_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One top-up's success, heard at once as copies of one event and as other events
+    (before Flask, on its own connections as in production, and through the view) and by
+    the synchronous answer: credited once, one receipt, every event stored once."""
+    caplog.set_level("INFO", logger="dispatch_pay.request")
+    quick = quick_credits_of(race_app)
+    with race_app.app_context():
+        reader = make_user()
+        reader_id, email = reader.id, reader.email
+        fund(reader_id, 100)
+        learn = recorded_topup(reader_id, 500)
+        references = [recorded_topup(reader_id, 500) for _ in range(2)]
+    ids = [f"pi_race_{secrets.token_hex(8)}" for _ in range(3)]
+
+    def success(pi_id: str, reference: str) -> tuple[bytes, dict[str, str]]:
+        obj = payment_intent_obj(pi_id, 500, reader_id, reference=reference)
+        return signed(event("payment_intent.succeeded", obj))
+
+    def post(delivery: tuple[bytes, dict[str, str]], url: str = "/webhooks/stripe") -> Any:
+        return Client(quick).post(url, data=delivery[0], headers=delivery[1])
+
+    first = post(success(ids[0], learn))
+    assert first.status_code == 200 and quick.headers is not None  # the view's headers learned
+    plain = post(success(ids[1], references[0]))
+    assert plain.json == {"outcome": "credited", "received": True}
+    lines = [getattr(r, "fields", {}) for r in caplog.records]
+    made = [f for f in lines if f.get("request_id") == plain.headers["X-Request-ID"]]
+    assert [f.get("cache") for f in made] == ["quick-credit"]  # not the view's
+
+    copy = success(ids[2], references[1])
+    others = [success(ids[2], references[1]) for _ in range(4)]
+    meta = {
+        "dispatch_reader": str(reader_id),
+        "dispatch_purpose": "wallet_topup",
+        "dispatch_ref": references[1],
+    }
+    intent = Intent(ids[2], "succeeded", 500, "usd", meta, charge_id=f"ch_for_{ids[2]}")
+
+    def racer(i: int) -> str:
+        if i < 8:  # copies of one event: six before Flask, two through the view
+            url = "/webhooks/stripe" if i < 6 else "/webhooks/stripe?via=view"
+            return str(post(copy, url).json["outcome"])
+        if i < 12:  # other events for the same PaymentIntent
+            return str(post(others[i - 8]).json["outcome"])
+        credited = in_app(race_app, lambda: crediting.credit_intent(intent))
+        return "credited" if credited else "already_credited"
+
+    outcomes = Counter(race(13, racer))
+    # One copy stored (credited, or already so), seven duplicates; one credit in all.
+    assert outcomes == {"duplicate": 7, "credited": 1, "already_credited": 5}
+    with race_app.app_context():
+        assert wallet_of(reader_id).balance == 100 + 3 * 500
+        assert count(LedgerEntry, LedgerEntry.payment_intent_id == ids[2]) == 1
+        assert count(OutboxMessage, OutboxMessage.to_address == email) == 3  # one per credit
+        stored = [json.loads(p)["id"] for p, _ in [copy, *others]]
+        assert count(WebhookEvent, WebhookEvent.stripe_event_id.in_(stored)) == 5
 
 
 @pytest.mark.parametrize("buy", [False, True], ids=["top-up", "top-up-and-buy"])
