@@ -20,16 +20,13 @@ from werkzeug.test import TestResponse
 
 from models import User, WebhookEvent, db
 from tests.support.stripe_helpers import recorded_topup, signature_header, signed
-from tests.unit.webhooks.test_quick_credit import (  # noqa: F401  (fixtures)
-    VIEW,
-    WEBHOOK,
-    balance,
-    logs,
-    postgres,
-    reader,
-    success,
-    topup_of,
-)
+from tests.unit.webhooks import test_quick_credit as plain_case
+from tests.unit.webhooks.test_quick_credit import VIEW, WEBHOOK, balance, success
+
+# The fixtures of the quick credit's own tests: a reader after one credit (the quick path
+# has learned the view's headers), and whether the backend is PostgreSQL.
+reader = plain_case.reader
+postgres = plain_case.postgres
 
 PLACEHOLDER = '"@@RAW@@"'
 
@@ -106,7 +103,7 @@ def _view_and_bare(
     ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
 )
 def test_a_signed_event_sent_as_a_form_is_not_credited_where_the_view_refuses_it(
-    stripe_client: FlaskClient, reader: User, logs: pytest.LogCaptureFixture, content_type: str
+    stripe_client: FlaskClient, reader: User, content_type: str
 ) -> None:
     """The view's request parses a form body before the view runs (the NUL check of
     `reject_unsafe_request_text` reads `request.form`), so `get_data` is empty and the view
@@ -123,7 +120,7 @@ def test_a_signed_event_sent_as_a_form_is_not_credited_where_the_view_refuses_it
 
 
 def test_a_number_beyond_float_range_in_an_unread_field_gets_the_views_answer(
-    stripe_client: FlaskClient, reader: User, logs: pytest.LogCaptureFixture, postgres: bool
+    stripe_client: FlaskClient, reader: User, postgres: bool
 ) -> None:
     """`1e400` is Python's inf: the view stores the parsed event, json.dumps writes
     `Infinity`, PostgreSQL's json refuses it and the view answers 500 with nothing stored
@@ -167,7 +164,6 @@ def _deep_nesting(evt: dict[str, Any]) -> str:
 def test_an_unreadable_signed_event_gets_the_views_json_500_not_an_exception(
     stripe_client: FlaskClient,
     reader: User,
-    logs: pytest.LogCaptureFixture,
     mutate: Callable[[dict[str, Any]], str],
 ) -> None:
     """`_plain_event` catches ValueError, TypeError, KeyError, AttributeError, but
@@ -184,7 +180,7 @@ def test_an_unreadable_signed_event_gets_the_views_json_500_not_an_exception(
 
 @pytest.mark.parametrize("length", ["\u00b2", "9" * 5000], ids=["superscript-two", "5000-digits"])
 def test_an_odd_content_length_gets_the_views_400_not_an_exception(
-    stripe_client: FlaskClient, reader: User, logs: pytest.LogCaptureFixture, length: str
+    stripe_client: FlaskClient, reader: User, length: str
 ) -> None:
     """No secret needed: `_payload` checks `length.isdigit()` and then calls int(length).
     "²" (latin-1 0xB2, as a WSGI server decodes header bytes) is a digit to isdigit() and
