@@ -22,6 +22,7 @@ from models import (
     Entitlement,
     LedgerEntry,
     Purchase,
+    TokenKind,
     User,
     db,
     utcnow,
@@ -214,7 +215,10 @@ def test_a_cap_an_agent_a_frozen_wallet_and_a_due_touch_keep_their_rules(
     wallet.open_disputes = 0
     db.session.commit()
     # A token whose last use is due to be recorded: the view records it.
-    stored = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)).first()
+    # (The reader's own token: the agent's is the user's too, and rows come in no order.)
+    stored = db.session.scalar(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == TokenKind.READER)
+    )
     assert stored is not None
     stored.last_used_at = utcnow() - timedelta(days=1)
     db.session.commit()

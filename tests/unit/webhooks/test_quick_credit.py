@@ -298,6 +298,7 @@ FEE = {"balance_transaction": {"id": "txn_1", "fee": 45, "currency": "usd", "fee
         ("top-up credited before", "already_credited"),
         ("top-up of another PaymentIntent", "rejected: another_payment_intent"),
         ("address mail needs checking", "credited"),
+        ("account closed", "credited"),
     ],
 )
 def test_what_is_not_plain_is_the_views_to_answer(
@@ -360,6 +361,9 @@ def test_what_is_not_plain_is_the_views_to_answer(
     elif case == "top-up of another PaymentIntent":
         topup = topup_of(evt)
         topup.payment_intent_id = pi_id()
+        db.session.commit()
+    elif case == "account closed":  # its address erased as closing does (money goes back later)
+        user.email = f"deleted-{user.id}@invalid"
         db.session.commit()
     elif case == "address mail needs checking":
         user.email = "Reader." + user.email
