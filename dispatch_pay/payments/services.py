@@ -262,11 +262,13 @@ def create_intent(request: IntentRequest) -> Intent:
 
 
 def record_failure(failure: TopUpFailure) -> None:
-    topup = db.session.get(TopUp, failure.topup_id)
-    assert topup is not None
-    if topup.status != TopUpStatus.SUCCEEDED:
+    """Stripe refused the top-up, or did not answer. The row is locked and read afresh: a
+    webhook may have credited it while Stripe was asked (a timeout after the charge), and
+    a credited top-up stays as it is, whatever this request heard."""
+    topup = _locked_topup(failure.topup_id)
+    if topup.status != TopUpStatus.SUCCEEDED and topup.credited_at is None:
         topup.status = TopUpStatus.FAILED
-    topup.failure_code = failure.code
+        topup.failure_code = failure.code
     if failure.payment_intent_id and topup.payment_intent_id is None:
         topup.payment_intent_id = failure.payment_intent_id
     db.session.flush()
@@ -334,12 +336,18 @@ def _mismatch(intent: Intent, topup: TopUp) -> str | None:
 def topup_for_intent(ours: OurIntent) -> TopUp:
     """Our row for this PaymentIntent (the one its reference names), linked to it.
 
-    The caller holds the reader's wallet lock.
+    The caller holds the reader's wallet lock; the row is locked and read afresh (an
+    object loaded before, say by a request that then asked Stripe, may be out of date).
     """
-    topup = db.session.get(TopUp, ours.topup_id)
-    assert topup is not None
+    topup = _locked_topup(ours.topup_id)
     topup.payment_intent_id = ours.intent.id
     db.session.flush()
+    return topup
+
+
+def _locked_topup(topup_id: int) -> TopUp:
+    topup = db.session.get(TopUp, topup_id, with_for_update=True, populate_existing=True)
+    assert topup is not None
     return topup
 
 

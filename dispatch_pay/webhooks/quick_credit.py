@@ -15,10 +15,15 @@ it, with the guarantees of `services.ingest` and `crediting.credit_ours`:
   not for an article, with no failure, card or refund recorded, and linked to no other
   PaymentIntent; the reader has a wallet in that currency and an address mail can go
   to (a closed account's erased address is not one); the event was not stored before.
-- It locks the wallet and the top-up (`FOR UPDATE OF ... SKIP LOCKED`): it never waits
-  for a lock. A row locked by a concurrent credit, refund or dispute sends the event to
-  the view, which locks first and reads after; PostgreSQL checks the locked rows'
-  conditions again on their newest version, so a top-up credited meanwhile is seen.
+- It never waits, so it never acts on a snapshot older than its locks. It locks the
+  wallet and the top-up (`FOR UPDATE OF ... SKIP LOCKED`): a row locked by a concurrent
+  credit, refund or dispute sends the event to the view, which locks first and reads
+  after; PostgreSQL checks the locked rows' conditions again on their newest version,
+  so a top-up credited meanwhile is seen. It only tries the event id's advisory lock,
+  which the view holds from storing the event until it commits (`services.ingest`): a
+  delivery of the same event in progress in the view sends this one there too, where
+  it waits and finds a duplicate (waiting here on the uncommitted id, holding the rows,
+  could deadlock with that view, or act on a stale snapshot once it went on).
 - It inserts the event (its unique id decides: a concurrent delivery stored first means
   nothing more is written), marks the top-up succeeded and credited, inserts the ledger
   entry (its unique (kind, reference) decides), moves the balance by that entry, and
@@ -90,7 +95,9 @@ MINUTE = "%Y-%m-%d %H:%M"  # the receipt's date, as its templates show it
 
 _CREDIT = text(
     """
-    WITH c AS MATERIALIZED (
+    WITH k AS MATERIALIZED (
+        SELECT pg_try_advisory_xact_lock(hashtextextended(:event_id, 0)) AS held
+    ), c AS MATERIALIZED (
         SELECT t.id AS topup_id, t.user_id, w.id AS wallet_id, u.email,
                'R-' || lpad(t.id::text, 8, '0') AS number
         FROM topups t
@@ -104,6 +111,7 @@ _CREDIT = text(
           AND t.card_brand IS NULL AND t.card_last4 IS NULL
           AND t.id < :number_limit
           AND u.email ~ :plain_address AND u.email NOT LIKE :deleted_address
+          AND (SELECT held FROM k)
           AND NOT EXISTS (SELECT 1 FROM webhook_events e
                           WHERE e.stripe_event_id = :event_id)
         FOR UPDATE OF t, w SKIP LOCKED

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import make_transient_to_detached
 
 from dispatch_pay.errors import DomainError
@@ -95,6 +96,8 @@ def ask_behind(event: Event, gateway: PaymentGateway | None) -> Behind | None:
 EVENT_ID_LENGTH = 255
 EVENT_TYPE_LENGTH = 100
 REJECTED = "rejected"
+# A transaction-level lock on an event id (PostgreSQL): whoever stores the event holds it.
+EVENT_ID_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:event_id, 0))")
 
 
 def _stored_id(event_id: str) -> str:
@@ -118,6 +121,10 @@ def ingest(event: Event, behind: Behind | None = None) -> str:
         "outcome": "received",
         "received_at": utcnow(),
     }
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Held until this transaction ends: the quick credit only tries it, so it never
+        # waits on an insert of this id that is not committed yet (see quick_credit.py).
+        db.session.execute(EVENT_ID_LOCK, {"event_id": values["stripe_event_id"]})
     insert = conflict_insert(WebhookEvent)
     stored = db.session.scalar(
         insert.values(values).on_conflict_do_nothing().returning(insert.table.c.id)

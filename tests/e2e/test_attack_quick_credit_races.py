@@ -30,6 +30,7 @@ from dispatch_pay.payments.gateway import provider_unavailable
 from dispatch_pay.wallet import crediting
 from dispatch_pay.wallet.audit import audit
 from dispatch_pay.webhooks.quick_credit import QuickCredits
+from dispatch_pay.webhooks.services import EVENT_ID_LOCK
 from models import (
     ENTRY_TOPUP,
     LedgerEntry,
@@ -177,7 +178,7 @@ def quick(race_app: Flask) -> Iterator[QuickCredits]:
 # -- 1. the top-up request timing out while the quick credit lands ------------------------
 
 
-def test_a_quick_credit_landing_while_the_topup_request_times_out_is_overwritten_as_failed(
+def test_a_quick_credit_landing_while_the_topup_request_times_out_stays_credited(
     race_app: Flask,
     own_stripe: LocalStripe,
     quick: QuickCredits,
@@ -189,8 +190,9 @@ def test_a_quick_credit_landing_while_the_topup_request_times_out_is_overwritten
     timeout). The request then records the failure with `record_failure`, whose guard
     (`status != SUCCEEDED`) reads the top-up object loaded before the Stripe call
     (sessions do not expire on commit), so it writes status failed and failure_code
-    provider_unavailable over the credit. The reader retries with the same
-    Idempotency-Key and is told 402 card_declined, for a top-up in their wallet."""
+    provider_unavailable over the credit; a retry with the same Idempotency-Key was told
+    402 card_declined, for a top-up in their wallet. Now `record_failure` locks the row
+    and reads it afresh: a credited top-up stays as it is."""
     with race_app.app_context():
         reader = make_user()
         reader_id = reader.id
@@ -246,7 +248,7 @@ def test_a_quick_credit_landing_while_the_topup_request_times_out_is_overwritten
 # -- 2. a deadlock between the view and the quick credit on one event ---------------------
 
 
-def test_a_slow_view_and_the_quick_credit_of_one_event_deadlock_and_the_view_answers_5xx(
+def test_a_slow_view_and_the_quick_credit_of_one_event_do_not_deadlock(
     race_app: Flask, quick: QuickCredits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two deliveries of one `payment_intent.succeeded` (Stripe redelivers an event whose
@@ -254,10 +256,11 @@ def test_a_slow_view_and_the_quick_credit_of_one_event_deadlock_and_the_view_ans
     moment): it stored the event id (uncommitted) and is on its way to lock the wallet.
     The second reaches the quick credit, whose snapshot does not see the event: it locks
     the top-up and the wallet (SKIP LOCKED finds them free) and then waits on the event
-    id's unique index, holding both. When the view asks for the wallet more than
-    deadlock_timeout later, PostgreSQL's check runs in the view's backend and aborts the
-    view: 503 for a delivery the view alone answers 200 (the second would wait and find a
-    duplicate). The quick credit, stale snapshot and all, then goes on and credits."""
+    id's unique index, holding both. When the view asked for the wallet more than
+    deadlock_timeout later, PostgreSQL aborted the view: 503 for a delivery the view
+    alone answers 200 (the second waits and finds a duplicate). Now the quick credit only
+    tries the event id's lock, which the view holds: it leaves the second delivery to the
+    view."""
     with race_app.app_context():
         reader_id = make_user().id
         fund(reader_id, 100)
@@ -275,8 +278,10 @@ def test_a_slow_view_and_the_quick_credit_of_one_event_deadlock_and_the_view_ans
     view_thread, viewed = in_thread(slow_view)
     assert pause.reached.wait(timeout=10)  # the event is stored (uncommitted), no lock yet
     quick_thread, quicked = in_thread(lambda: post(quick, delivery))
-    wait_for_lock_waiter(race_app, "webhook_events")  # the quick credit waits on the event id
-    time.sleep(1.5)  # its own deadlock check has run (and found nothing yet)
+    # The quick credit no longer waits on the event id: it finds the id's lock held and
+    # leaves the delivery to the view, which waits for the first one to commit.
+    wait_for_lock_waiter(race_app, "pg_advisory_xact_lock")
+    time.sleep(1.5)  # longer than deadlock_timeout: any deadlock check has run
     pause.release()
     view_thread.join(timeout=30)
     quick_thread.join(timeout=30)
@@ -296,7 +301,7 @@ def test_a_slow_view_and_the_quick_credit_of_one_event_deadlock_and_the_view_ans
 # -- 3. the statement's snapshot, taken before it waits ------------------------------------
 
 
-def test_the_receipt_of_a_quick_credit_that_waited_goes_to_the_address_the_reader_left(
+def test_the_receipt_of_a_credit_held_up_by_another_delivery_goes_to_the_current_address(
     race_app: Flask, quick: QuickCredits
 ) -> None:
     """The statement's snapshot is taken before it waits: when another transaction holds
@@ -304,8 +309,10 @@ def test_the_receipt_of_a_quick_credit_that_waited_goes_to_the_address_the_reade
     the deadlock above, held here by hand), the quick credit locks the top-up and the
     wallet and waits on the event id's unique index. The reader's row is not locked, so
     the reader changes their address meanwhile (committed). The holder rolls back and
-    the statement goes on with the address of its snapshot: the receipt of money that
-    landed after the change is queued to the address the reader left."""
+    the statement went on with the address of its snapshot: the receipt of money that
+    landed after the change was queued to the address the reader left. Now the quick
+    credit never waits (the holder holds the id's lock, as the view does): the delivery
+    goes to the view, which reads the reader once it has the lock."""
     with race_app.app_context():
         reader = make_user()
         reader_id, old_address = reader.id, reader.email
@@ -320,6 +327,8 @@ def test_the_receipt_of_a_quick_credit_that_waited_goes_to_the_address_the_reade
         holder = db.engine.connect()
         try:
             holder.begin()
+            # As the view stores an event: the id's lock first, then the row.
+            holder.execute(EVENT_ID_LOCK, {"event_id": event_id})
             holder.execute(
                 text(
                     "INSERT INTO webhook_events (stripe_event_id, type, livemode, outcome, "
@@ -329,7 +338,7 @@ def test_the_receipt_of_a_quick_credit_that_waited_goes_to_the_address_the_reade
                 {"id": event_id},
             )
             thread, result = in_thread(lambda: post(quick, delivery))
-            wait_for_lock_waiter(race_app, "webhook_events")
+            wait_for_lock_waiter(race_app, "pg_advisory_xact_lock")  # in the view, as above
             with race_app.app_context():  # the reader's new address, committed
                 user = db.session.get(User, reader_id)
                 assert user is not None
