@@ -265,7 +265,7 @@ def record_failure(failure: TopUpFailure) -> None:
     """Stripe refused the top-up, or did not answer. The row is locked and read afresh: a
     webhook may have credited it while Stripe was asked (a timeout after the charge), and
     a credited top-up stays as it is, whatever this request heard."""
-    topup = _locked_topup(failure.topup_id)
+    topup = locked_topup(failure.topup_id)
     if topup.status != TopUpStatus.SUCCEEDED and topup.credited_at is None:
         topup.status = TopUpStatus.FAILED
         topup.failure_code = failure.code
@@ -339,13 +339,18 @@ def topup_for_intent(ours: OurIntent) -> TopUp:
     The caller holds the reader's wallet lock; the row is locked and read afresh (an
     object loaded before, say by a request that then asked Stripe, may be out of date).
     """
-    topup = _locked_topup(ours.topup_id)
+    topup = locked_topup(ours.topup_id)
     topup.payment_intent_id = ours.intent.id
     db.session.flush()
     return topup
 
 
-def _locked_topup(topup_id: int) -> TopUp:
+def locked_topup(topup_id: int) -> TopUp:
+    """The top-up, its row locked for this transaction and read afresh (an object loaded
+    earlier, or by a request that then waited on Stripe, may be out of date). What this
+    transaction changed is flushed first, so it is kept. The caller holds the wallet's
+    lock first, if it takes it at all (the order every path keeps)."""
+    db.session.flush()
     topup = db.session.get(TopUp, topup_id, with_for_update=True, populate_existing=True)
     assert topup is not None
     return topup

@@ -279,9 +279,9 @@ def _record_failure(user_id: int, failure: payments.TopUpFailure) -> None:
     switches auto top-up off and tells the reader. After a timeout nobody knows: the
     top-up stays reserved until the webhook or `reconcile` says."""
     if failure.outcome_unknown:
-        topup = db.session.get(TopUp, failure.topup_id)
-        assert topup is not None
-        topup.failure_code = failure.code
+        topup = payments.locked_topup(failure.topup_id)  # the webhook may have credited it
+        if topup.credited_at is None:
+            topup.failure_code = failure.code
         db.session.flush()
         return
     payments.record_failure(failure)

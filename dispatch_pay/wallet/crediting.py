@@ -119,7 +119,10 @@ def _buy_oncredit_ours(topup: TopUp, ours: payments.OurIntent) -> None:
 def reconcile(gateway_: PaymentGateway, lookback: timedelta = timedelta(days=3)) -> list[str]:
     """Credit every recent succeeded PaymentIntent of ours that is not credited yet.
 
-    Stripe is asked first, before any database work; the caller commits.
+    Stripe is asked first, before any database work. Each PaymentIntent is its own
+    transaction (committed here): no transaction holds two wallets, which account
+    closing locks in id order (a reader's credits in Stripe's order could lock them the
+    other way round: a deadlock), and a failure loses only its own credit.
     """
     since = int((utcnow() - lookback).timestamp())
     report: list[str] = []
@@ -130,8 +133,11 @@ def reconcile(gateway_: PaymentGateway, lookback: timedelta = timedelta(days=3))
             report.append(f"not credited {intent.id}: {exc.reason}")
             continue
         if ours is None or intent.status != TopUpStatus.SUCCEEDED:
+            db.session.commit()  # ends the read
             continue
-        if credit_ours(ours):
+        credited = credit_ours(ours)
+        db.session.commit()
+        if credited:
             report.append(
                 f"credited {intent.id}: {format_money(intent.amount, intent.currency)} "
                 f"to reader {ours.reader.id}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from dispatch_pay.payments.receipts import queue_card_refund_note
+from dispatch_pay.payments.services import locked_topup
 from dispatch_pay.wallet.ledger import locked_wallet, post_entry
 from models import (
     ENTRY_DISPUTE,
@@ -60,7 +61,11 @@ def record_card_refund(topup: TopUp, amount_refunded: int) -> int:
     """Apply Stripe's cumulative `amount_refunded` for a top-up's charge; debit what is new."""
     assert topup.payment_intent_id is not None
     locked_wallet(topup.user_id, topup.currency)
+    # Read afresh under its lock: a refund event of the same charge may have raised it
+    # since `topup` was loaded (the largest amount Stripe reported must stay).
+    topup = locked_topup(topup.id)
     topup.amount_refunded = max(topup.amount_refunded or 0, amount_refunded)
+    assert topup.payment_intent_id is not None
     already = _clawed_back(topup.payment_intent_id, (ENTRY_TOPUP_REFUNDED,))
     new = amount_refunded - already
     if new <= 0:

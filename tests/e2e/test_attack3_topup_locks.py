@@ -28,7 +28,6 @@ from tests.e2e.test_attack_quick_credit_races import (
     in_thread,
     post,
     success_of,
-    wait_for_lock_waiter,
 )
 from tests.e2e.test_concurrency import fund
 from tests.support.factories import PASSWORD, bearer, make_token, make_user
@@ -151,7 +150,8 @@ def test_reconcile_and_closing_an_account_with_two_currencies_do_not_deadlock(
     eur, then usd. Run together they deadlock and PostgreSQL aborts one of them: the
     deletion answers 503 database_unavailable, or the whole reconcile run fails (none of
     its credits land), though each alone succeeds. One wallet then its top-up is the
-    order elsewhere; two wallets of one reader have no common order."""
+    order elsewhere; two wallets of one reader have no common order. Now each of
+    reconcile's credits is its own transaction: it never holds two wallets."""
     client = race_app.test_client()
     with race_app.app_context():
         reader = make_user()
@@ -185,7 +185,10 @@ def test_reconcile_and_closing_an_account_with_two_currencies_do_not_deadlock(
             "/api/v1/me", json={"password": PASSWORD}, headers=bearer(token)
         )
     )
-    wait_for_lock_waiter(race_app, "FROM wallets")  # closing holds eur, waits for usd
+    # Closing runs while reconcile is held before its second wallet. Reconcile's first
+    # credit has been committed, so closing takes both wallets and is done; when reconcile
+    # held the usd wallet still, closing took eur and waited for usd (then: deadlock).
+    close_thread.join(timeout=10)
     pause.go.set()
     recon_thread.join(timeout=30)
     close_thread.join(timeout=30)
