@@ -108,7 +108,9 @@ def scenarios(args: argparse.Namespace, scale: Scale) -> dict[str, Callable[[int
         body = json.dumps(event, separators=(",", ":"))
         digest = hmac.new(WEBHOOK_SECRET.encode(), f"{run}.{body}".encode(), hashlib.sha256)
         headers = {"Stripe-Signature": f"t={run},v1={digest.hexdigest()}"}
-        response = api.post("/webhooks/stripe", data=body, headers=headers)
+        response = api.post(
+            "/webhooks/stripe", data=body, headers=headers, content_type="application/json"
+        )
         assert response.json is not None and response.json["outcome"] == "credited"
 
     return {
