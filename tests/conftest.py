@@ -219,6 +219,19 @@ def backend_kind(backend: tuple[str, Engine]) -> str:
     return backend[0]
 
 
+@pytest.fixture()
+def postgres(backend: tuple[str, Engine]) -> bool:
+    """This run is on PostgreSQL (where the layers that answer before Flask act)."""
+    return backend[0] == "postgresql"
+
+
+@pytest.fixture()
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The request lines, which say who answered (see support/web.answered_before_flask)."""
+    caplog.set_level("INFO", logger="dispatch_pay.request")
+    yield caplog
+
+
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SMTPServer]:
     """A real SMTP server (aiosmtpd) on a loopback port for the whole run."""

@@ -6,13 +6,12 @@ these tests hold all the same."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from dispatch_pay.wallet.ledger import find_wallet
@@ -32,17 +31,6 @@ from tests.support.wallet import fund
 from tests.support.web import answered_before_flask
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
-
-
-@pytest.fixture
-def postgres(backend: tuple[str, Engine]) -> bool:
-    return backend[0] == "postgresql"
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    caplog.set_level("INFO", logger="dispatch_pay.request")
-    yield caplog
 
 
 def quick(caplog: pytest.LogCaptureFixture, response: TestResponse) -> bool:

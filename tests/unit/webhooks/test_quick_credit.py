@@ -13,13 +13,12 @@ import itertools
 import json
 import re
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from dispatch_pay.payments.receipts import receipt_number
@@ -47,17 +46,6 @@ from tests.support.web import answered_before_flask
 WEBHOOK = "/webhooks/stripe"
 VIEW = WEBHOOK + "?via=view"  # a query string: the view answers
 _ids = itertools.count(1)
-
-
-@pytest.fixture
-def postgres(backend: tuple[str, Engine]) -> bool:
-    return backend[0] == "postgresql"
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    caplog.set_level("INFO", logger="dispatch_pay.request")
-    yield caplog
 
 
 def quick(caplog: pytest.LogCaptureFixture, response: TestResponse) -> bool:
