@@ -23,10 +23,9 @@ from tests.support.stripe_helpers import recorded_topup, signature_header, signe
 from tests.unit.webhooks import test_quick_credit as plain_case
 from tests.unit.webhooks.test_quick_credit import VIEW, WEBHOOK, balance, success
 
-# The fixtures of the quick credit's own tests: a reader after one credit (the quick path
-# has learned the view's headers), and whether the backend is PostgreSQL.
+# The quick credit's own tests' fixture: a reader after one credit (the quick path has
+# learned the view's headers). `postgres` is conftest's.
 reader = plain_case.reader
-postgres = plain_case.postgres
 
 PLACEHOLDER = '"@@RAW@@"'
 
