@@ -6,6 +6,7 @@ Only stripe_gateway.py talks to Stripe; tests plug in their own implementation t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -279,8 +280,9 @@ def provider_unavailable(outcome_unknown: bool = False) -> DomainError:
     return DomainError("payment_provider_unavailable", message, status=503)
 
 
-def live_keys() -> bool:
+def live_keys(config: Mapping[str, Any] | None = None) -> bool:
     """Whether the configured Stripe key is a live one: events of the other mode are not
-    for this deployment (a test event must never move real money, nor the reverse)."""
-    key = str(current_app.config.get("STRIPE_SECRET_KEY") or "")
+    for this deployment (a test event must never move real money, nor the reverse).
+    `config`: the app's, where no context is pushed (the quick credit)."""
+    key = str((current_app.config if config is None else config).get("STRIPE_SECRET_KEY") or "")
     return key.startswith(("sk_live_", "rk_live_"))

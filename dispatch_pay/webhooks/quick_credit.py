@@ -60,6 +60,7 @@ from dispatch_pay.payments.gateway import (
     Event,
     Intent,
     WebhookEvents,
+    live_keys,
 )
 from dispatch_pay.payments.limits import topup_amount_allowed
 from dispatch_pay.payments.receipts import (
@@ -209,7 +210,7 @@ class QuickCredits(BeforeFlask):
             return None
         event, intent, ours = plain
         try:
-            user_id = self._credit(environ, payload, event, intent, ours)
+            user_id = self._credit(environ, event, intent, ours)
         except Exception:  # any database trouble: Flask answers (and reports) it
             return None
         if user_id is None:
@@ -228,7 +229,7 @@ class QuickCredits(BeforeFlask):
             event = events.verify(payload, signature)
             if event.type != EVENT_TYPE or len(event.id) > EVENT_ID_LENGTH:
                 return None
-            if event.livemode != self._live_keys():
+            if event.livemode != live_keys(self.flask_app.config):
                 return None
             intent = events.subject(event)
         except Exception:  # unreadable, too deep, out of range: whatever it is, the view's
@@ -240,11 +241,6 @@ class QuickCredits(BeforeFlask):
         if not CANONICAL_ID.fullmatch(reader):
             return None
         return event, intent, (meta[payments.META_REF], int(reader))
-
-    def _live_keys(self) -> bool:
-        """`gateway.live_keys`, read from the app's config (no context is pushed here)."""
-        key = str(self.flask_app.config.get("STRIPE_SECRET_KEY") or "")
-        return key.startswith(("sk_live_", "rk_live_"))
 
     @staticmethod
     def _plain_intent(intent: Intent) -> bool:
@@ -269,7 +265,6 @@ class QuickCredits(BeforeFlask):
     def _credit(
         self,
         environ: WSGIEnvironment,
-        payload: bytes,
         event: Event,
         intent: Intent,
         ours: tuple[str, int],
